@@ -1,0 +1,141 @@
+"""The `sd1kit` command line: a thin shell over the library. Errors are one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from sd1kit.errors import Sd1kitError
+
+
+def _cmd_inspect(args) -> int:
+    from sd1kit.report import format_human, inspect_path
+
+    status, results = 0, []
+    for path in args.paths:
+        try:
+            ins = inspect_path(path, prediction=args.prediction, ztsnr=args.ztsnr, hashes=not args.no_hash)
+        except Sd1kitError as e:
+            _error(e)
+            results.append({"path": str(path), "error": e.message})
+            status = 2
+            continue
+        results.append(ins.as_json())
+        if not args.json:
+            print(format_human(ins))
+        if ins.refusal:
+            print(f"sd1kit: {path}: {ins.refusal}", file=sys.stderr)
+            status = max(status, 1)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return status
+
+
+def _cmd_convert(args) -> int:
+    from sd1kit.convert import convert
+
+    result = convert(args.input, args.output, dtype=args.dtype, ema=args.ema, prediction=args.prediction,
+                     ztsnr=args.ztsnr, markers=args.markers)
+    print(f"wrote {result.out} ({result.tensors} tensors)" + (f" and {result.yaml}" if result.yaml else ""))
+    return 0
+
+
+def _cmd_tiny_model(args) -> int:
+    from sd1kit.dev.tiny import write_tiny_model
+
+    path = write_tiny_model(args.output, layout=args.layout, prediction=args.prediction, ztsnr=args.ztsnr,
+                            markers=args.markers, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    """The main job until generation lands: build a tiny EasyFluff-style model, inspect it, convert it."""
+    from sd1kit.convert import convert
+    from sd1kit.dev.tiny import write_tiny_model
+    from sd1kit.report import format_human, inspect_path
+
+    with tempfile.TemporaryDirectory(prefix="sd1kit-demo-") as tmp:
+        model = write_tiny_model(Path(tmp) / "tiny-easyfluff.safetensors", layout="easyfluff")
+        print(format_human(inspect_path(model, use_cache=False)))
+        nai = write_tiny_model(Path(tmp) / "tiny-nai.ckpt", layout="nai")
+        print(format_human(inspect_path(nai, use_cache=False)))
+        out = convert(nai, Path(tmp) / "tiny-nai-fp16.safetensors", dtype="fp16")
+        print(f"converted {nai.name} -> {out.out.name}")
+        print(format_human(inspect_path(out.out, use_cache=False)))
+    return 0
+
+
+def _prediction_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prediction", choices=("epsilon", "v"), help="override the detected prediction type")
+    p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None,
+                   help="override zero-terminal-SNR detection")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sd1kit", description="Stable Diffusion 1 anime checkpoints, safely.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="identify model files: kind, family, prediction, hashes, safety")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--no-hash", action="store_true", help="skip hashing (header facts only)")
+    _prediction_args(p)
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("convert", help="convert a checkpoint to a clean .safetensors")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"))
+    p.add_argument("--ema", choices=("use", "drop", "keep"), default="drop",
+                   help="use: run with the EMA weights; drop: discard them (default); keep: copy them")
+    p.add_argument("--markers", action="store_true", help="also write v_pred / ztsnr marker keys")
+    _prediction_args(p)
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("demo", help="build a tiny built-in model and show what sd1kit does with it")
+    p.set_defaults(func=_cmd_demo)
+
+    dev = sub.add_parser("dev", help="developer tools").add_subparsers(dest="dev_command", required=True)
+    from sd1kit.dev.tiny import LAYOUTS
+
+    p = dev.add_parser("tiny-model", help="write a tiny random-weight model of the real SD1 topology",
+                       description="layouts: " + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+    p.add_argument("output")
+    p.add_argument("--layout", choices=tuple(LAYOUTS), default="sd15")
+    p.add_argument("--prediction", choices=("epsilon", "v"), default="epsilon")
+    p.add_argument("--ztsnr", action="store_true")
+    p.add_argument("--markers", action="store_true", help="mark v / ztsnr by marker keys instead of a yaml")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_tiny_model)
+    return parser
+
+
+def _error(e: Sd1kitError) -> None:
+    print(f"sd1kit: {e}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Sd1kitError as e:
+        _error(e)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI promises one line, not a traceback
+        if os.environ.get("SD1KIT_DEBUG"):
+            traceback.print_exc()
+        print(f"sd1kit: internal error: {e.__class__.__name__}: {e} (set SD1KIT_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

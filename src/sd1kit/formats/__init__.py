@@ -1,0 +1,1 @@
+"""Bytes <-> tensors and key spellings. No nn.Module lives here."""

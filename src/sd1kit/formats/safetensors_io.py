@@ -1,0 +1,139 @@
+"""safetensors: header-only reads that refuse lying headers, lazy tensor access, atomic writes.
+
+Layout (formats.md §1): u64 little-endian header length N, N bytes of UTF-8 JSON, then tensor data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from sd1kit.errors import BadFileError
+from sd1kit.formats.atomic import atomic_path
+
+# Bytes per element for every dtype the format defines.
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
+METADATA_KEY = "__metadata__"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a header says of one tensor: dtype (safetensors spelling), shape, byte range in the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int = 0
+    end: int = 0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    path: Path
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    data_start: int  # absolute file offset of the first tensor byte (8 + N)
+    file_size: int
+
+
+def looks_like_safetensors(first_bytes: bytes) -> bool:
+    return len(first_bytes) >= 10 and first_bytes[8:9] == b"{"
+
+
+def read_header(path: str | os.PathLike) -> SafetensorsHeader:
+    """Read and validate a safetensors header without touching tensor data."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise BadFileError(path, f"not a safetensors file: only {size} bytes")
+        (n,) = struct.unpack("<Q", head)
+        if n == 0 or n > MAX_HEADER_BYTES or 8 + n > size:
+            raise BadFileError(path, f"not a safetensors file or truncated: header length {n} for a file of {size} bytes")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadFileError(path, f"safetensors header is not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise BadFileError(path, "safetensors header is not a JSON object")
+    metadata = _read_metadata(path, header.pop(METADATA_KEY, None))
+    tensors = {name: _tensor_info(path, name, entry) for name, entry in header.items()}
+    _check_layout(path, tensors, size - 8 - n)
+    return SafetensorsHeader(path, tensors, metadata, 8 + n, size)
+
+
+def _read_metadata(path: Path, meta) -> dict[str, str]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise BadFileError(path, "safetensors __metadata__ must map strings to strings")
+    return meta
+
+
+def _tensor_info(path: Path, name: str, entry) -> TensorInfo:
+    if not isinstance(entry, dict):
+        raise BadFileError(path, f"tensor {name!r}: header entry is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_SIZES:
+        raise BadFileError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise BadFileError(path, f"tensor {name!r}: bad shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
+        raise BadFileError(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
+    info = TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
+    if info.numel * DTYPE_SIZES[dtype] != info.end - info.begin:
+        raise BadFileError(
+            path, f"tensor {name!r}: {dtype} {list(shape)} needs {info.numel * DTYPE_SIZES[dtype]} bytes "
+                  f"but data_offsets give {info.end - info.begin}")
+    return info
+
+
+def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_size: int) -> None:
+    """Every tensor inside the data section, no two overlapping."""
+    ranges = sorted((t.begin, t.end, name) for name, t in tensors.items() if t.end > t.begin)
+    previous_end, previous_name = 0, None
+    for begin, end, name in ranges:
+        if end > data_size:
+            raise BadFileError(path, f"tensor {name!r}: data_offsets end at {end}, past the {data_size} data bytes (truncated?)")
+        if begin < previous_end:
+            raise BadFileError(path, f"tensors {previous_name!r} and {name!r} overlap")
+        previous_end, previous_name = end, name
+
+
+def load_tensor(header: SafetensorsHeader, name: str):
+    """Read one tensor (memory-mapped by the safetensors library)."""
+    from safetensors import safe_open
+
+    with safe_open(str(header.path), framework="pt") as f:
+        return f.get_tensor(name)
+
+
+def load_all(header: SafetensorsHeader) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(header.path))
+
+
+def write_safetensors(target: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Write tensors atomically (temporary file + rename)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata or None)

@@ -1,0 +1,1 @@
+"""Which SD1 variant a file is, and building its runtime modules."""

@@ -1,0 +1,131 @@
+"""`sd1kit inspect`: the truth about a model file, as a JSON object and as a readable block with advice."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sd1kit.formats.hashes import file_hashes
+from sd1kit.formats.source import ModelSource, open_source
+from sd1kit.models.detect import Detection, detect
+
+FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "sd3": "SD3", "flux": "FLUX"}
+V_PRED_NAME_HINT = re.compile(r"v[-_]?pred|zsnr|terminal[-_]?snr|easyfluff|fluffyrock", re.IGNORECASE)
+
+
+@dataclass
+class Inspection:
+    source: ModelSource
+    detection: Detection
+    hashes: dict | None
+    warnings: list[str]
+    refusal: str | None  # why sd1kit will not run or load this file, if it will not
+
+    def as_json(self) -> dict:
+        d, s = self.detection, self.source
+        return {
+            "path": str(s.path), "kind": d.kind, "family": d.family, "variant": d.variant,
+            "prediction": d.prediction, "prediction_source": d.prediction_source,
+            "zero_terminal_snr": d.zero_terminal_snr, "zero_terminal_snr_source": d.zero_terminal_snr_source,
+            "container": s.container, "dtypes": d.dtypes, "has_ema": d.has_ema, "ema_params": d.ema_params,
+            "components": d.components, "safe": s.safe, "unsafe_globals": list(s.unsafe_globals),
+            "hashes": self.hashes, "metadata": s.metadata,
+            "adapter_algorithms": d.adapter_algorithms, "tensors": len(s.tensors),
+            "yaml": str(d.yaml.path) if d.yaml else None,
+            "config": {
+                "unet": d.unet_config.as_dict() if d.unet_config else None,
+                "vae": d.vae_config.as_dict() if d.vae_config else None,
+                "text_encoder": d.text_encoder_config.as_dict() if d.text_encoder_config else None,
+            },
+            "quirks": s.quirks, "training_state": s.training_state,
+            "warnings": self.warnings, "refusal": self.refusal,
+        }
+
+
+def _hashes(source: ModelSource, kind: str, use_cache: bool) -> dict | None:
+    adapter = kind in ("lora", "lycoris")
+    if source.path.is_file():
+        return file_hashes(source.path, addnet=adapter, use_cache=use_cache).as_dict()
+    return {"files": {str(f.relative_to(source.path)): file_hashes(f, use_cache=use_cache).as_dict()
+                      for f in source.files}}
+
+
+def _warnings(source: ModelSource, d: Detection) -> list[str]:
+    w = []
+    name = source.path.name
+    yaml_name = source.path.with_suffix(".yaml").name
+    if d.kind == "checkpoint" and d.prediction == "epsilon" and d.prediction_source == "default" \
+            and V_PRED_NAME_HINT.search(name):
+        w.append(f"the name suggests a v-prediction model, but nothing in or beside the file says so: images will be "
+                 f"noise if it is; place {yaml_name} beside it or pass --prediction v")
+    if d.kind == "checkpoint" and d.prediction == "v" and d.prediction_source in ("marker", "metadata") \
+            and not source.path.is_dir():
+        w.append(f"v-prediction is known from the file's {d.prediction_source}, but no {yaml_name} is beside it: "
+                 f"A1111 and ComfyUI will run it as epsilon and draw noise (sd1kit uses v)")
+    if d.zero_terminal_snr and d.prediction == "epsilon":
+        w.append("zero terminal SNR is set on an epsilon model: it only works with v-prediction")
+    if d.kind == "checkpoint" and d.family == "sd1":
+        for component in ("vae", "text_encoder"):
+            if not d.components[component]["present"]:
+                w.append(f"no {component.replace('_', ' ')} in this file: one from a known-good SD1 model will be needed "
+                         f"(e.g. the SD1.4 {'VAE' if component == 'vae' else 'CLIP ViT-L/14'})")
+    if d.yaml and d.yaml.use_ema and not d.has_ema:
+        w.append(f"{d.yaml.path.name} asks for EMA weights (use_ema: true) but the file has no EMA copy")
+    w += d.problems
+    return w
+
+
+def _refusal(source: ModelSource, d: Detection) -> str | None:
+    if not source.safe:
+        return ("unsafe pickle: references " + ", ".join(source.unsafe_globals)
+                + "; nothing was executed, do not load it in tools that execute pickles")
+    if d.family not in ("sd1", "unknown"):
+        return f"this is {FAMILY_NAMES.get(d.family, d.family)}, not SD1: sd1kit runs SD1-family models only"
+    if d.kind == "unknown":
+        return "not a recognised SD1-family model file"
+    return None
+
+
+def inspect_path(path: str | Path, prediction: str | None = None, ztsnr: bool | None = None,
+                 hashes: bool = True, use_cache: bool = True) -> Inspection:
+    source = open_source(path)
+    d = detect(source, prediction=prediction, ztsnr=ztsnr)
+    return Inspection(source, d, _hashes(source, d.kind, use_cache) if hashes else None,
+                      _warnings(source, d), _refusal(source, d))
+
+
+def _format_params(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e5 else str(n)
+
+
+def format_human(ins: Inspection) -> str:
+    j = ins.as_json()
+    lines = [f"{j['path']}"]
+    kind = j["kind"] + (f" ({j['variant']})" if j["variant"] else "")
+    lines.append(f"  kind        {kind}, family {j['family']}, container {j['container']}")
+    if j["kind"] in ("checkpoint", "unet"):
+        lines.append(f"  prediction  {j['prediction']} (from {j['prediction_source']})"
+                     f"{', zero terminal SNR' if j['zero_terminal_snr'] else ''}")
+        parts = [f"{name} {_format_params(c['params'])} {c['dtype']}" if c["present"] else f"{name} missing"
+                 for name, c in j["components"].items()]
+        lines.append(f"  components  {'; '.join(parts)}")
+        lines.append(f"  EMA         {'yes (' + _format_params(j['ema_params']) + ')' if j['has_ema'] else 'no'}")
+    if j["adapter_algorithms"]:
+        lines.append(f"  algorithms  {', '.join(j['adapter_algorithms'])}")
+    lines.append(f"  dtypes      {', '.join(f'{k} x{v}' for k, v in j['dtypes'].items()) or '-'}")
+    h = j["hashes"] or {}
+    if "sha256" in h:
+        lines.append(f"  hashes      sha256 {h['sha256']}")
+        lines.append(f"              model hash {h['a1111_short']} (legacy {h['a1111_legacy']})")
+        if "addnet" in h:
+            lines.append(f"              lora hash {h['addnet_short']} (addnet {h['addnet']})")
+    for q in j["quirks"]:
+        lines.append(f"  quirk       {q}")
+    if not j["safe"]:
+        lines.append(f"  UNSAFE      {', '.join(j['unsafe_globals'])}")
+    for w in j["warnings"]:
+        lines.append(f"  warning     {w}")
+    if j["refusal"]:
+        lines.append(f"  refused     {j['refusal']}")
+    return "\n".join(lines)
