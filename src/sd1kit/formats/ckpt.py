@@ -59,7 +59,7 @@ def scan_pickle_file(path: str | os.PathLike) -> PickleScan:
                 if not any(n.endswith("data.pkl") for n in names):
                     raise BadFileError(path, "zip file without data.pkl: not a torch checkpoint")
                 for name in names:
-                    found += _scan_stream(io.BytesIO(z.read(name)), path)
+                    _scan_stream(io.BytesIO(z.read(name)), path, found)
             zip_format = True
         else:
             with open(path, "rb", buffering=1 << 16) as f:
@@ -68,19 +68,24 @@ def scan_pickle_file(path: str | os.PathLike) -> PickleScan:
                 for i in range(5):
                     if i and not f.peek(1):
                         break
-                    found += _scan_stream(f, path)
+                    _scan_stream(f, path, found)
             zip_format = False
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise BadFileError(path, f"unreadable torch file ({e})") from None
+    except BadFileError:
+        if not any(not is_allowed(g) for g in found):
+            raise  # corrupt and nothing unsafe seen: report the corruption; else report what is unsafe
+        zip_format = False
     ordered = tuple(dict.fromkeys(found))
     return PickleScan(ordered, tuple(g for g in ordered if not is_allowed(g)), zip_format)
 
 
-def _scan_stream(stream, path: Path) -> list[str]:
-    """Globals of one pickle; STACK_GLOBAL operands are followed through the memo like picklescan does."""
-    found, recent, memo = [], [], {}
+def _scan_stream(stream, path: Path, found: list[str]) -> None:
+    """Append the globals of one pickle; STACK_GLOBAL operands are followed through the memo (as picklescan)."""
+    recent, memo, ops = [], {}, 0
     try:
         for op, arg, _pos in pickletools.genops(stream):
+            ops += 1
             name = op.name
             if name in ("GLOBAL", "INST"):
                 module, _, attr = str(arg).partition(" ")
@@ -106,9 +111,8 @@ def _scan_stream(stream, path: Path) -> list[str]:
                 break
     except ValueError as e:
         raise BadFileError(path, f"corrupt pickle ({e})") from None
-    if not found and not recent:
+    if not ops:
         raise BadFileError(path, "not a pickle: empty stream")
-    return found
 
 
 class _InertCallback:

@@ -69,7 +69,7 @@ def open_source(path: str | os.PathLike) -> ModelSource:
         head = f.read(16)
     if safetensors_io.looks_like_safetensors(head):
         return _open_safetensors(path)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.suffix.lower() in PICKLE_SUFFIXES:
         return _open_pickle(path)
     if path.suffix.lower() == ".safetensors":
         raise BadFileError(path, "not a safetensors file (no JSON header); is it text or an HTML error page?")
