@@ -62,6 +62,9 @@ def scan_pickle_file(path: str | os.PathLike) -> PickleScan:
                     _scan_stream(io.BytesIO(z.read(name)), path, found)
             zip_format = True
         else:
+            with open(path, "rb") as f:
+                if f.read(4) == b"PK\x03\x04":
+                    raise BadFileError(path, "truncated or damaged torch checkpoint (its zip directory is unreadable)")
             with open(path, "rb", buffering=1 << 16) as f:
                 # legacy format: magic, protocol, sys_info, the object, storage keys; then raw storage bytes.
                 # A plain pickle has one stream only: stop at the end of the file.

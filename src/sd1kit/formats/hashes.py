@@ -20,6 +20,7 @@ from pathlib import Path
 from sd1kit.formats.atomic import write_bytes_atomic
 
 CHUNK = 8 << 20
+RING = 4
 LEGACY_OFFSET, LEGACY_SIZE = 0x100000, 0x10000
 CACHE_VERSION = 1
 
@@ -52,15 +53,44 @@ def _safetensors_data_start(path: Path) -> int | None:
     return 8 + n if 8 + n <= path.stat().st_size else None
 
 
-def _read_chunks(path: Path, out: queue.Queue) -> None:
-    """Reader thread: disk reads overlap with hashing (hashlib releases the GIL on large buffers)."""
+def _stream(path: Path):
+    """Yield memoryviews of the file in order. A reader thread fills a small ring of reused buffers, so disk
+    reads overlap with hashing (hashlib releases the GIL) and no large buffer is allocated per chunk."""
+    free: queue.Queue = queue.Queue()
+    full: queue.Queue = queue.Queue()
+    for _ in range(RING):
+        free.put(bytearray(CHUNK))
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                while not stop.is_set():
+                    buf = free.get()
+                    n = f.readinto(buf)
+                    full.put((buf, n))
+                    if not n:
+                        return
+        except OSError as e:
+            full.put((e, 0))
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
     try:
-        with open(path, "rb", buffering=0) as f:
-            while chunk := f.read(CHUNK):
-                out.put(chunk)
-        out.put(None)
-    except OSError as e:
-        out.put(e)
+        while True:
+            buf, n = full.get()
+            if isinstance(buf, OSError):
+                raise buf
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+            free.put(buf)
+    finally:
+        stop.set()
+        free.put(bytearray(0))  # wake the reader if it waits for a buffer
+        thread.join()
 
 
 def compute_hashes(path: str | os.PathLike, addnet: bool = False) -> FileHashes:
@@ -68,22 +98,18 @@ def compute_hashes(path: str | os.PathLike, addnet: bool = False) -> FileHashes:
     path = Path(path)
     data_start = _safetensors_data_start(path) if addnet else None
     full, data = hashlib.sha256(), hashlib.sha256() if data_start is not None else None
-    chunks: queue.Queue = queue.Queue(maxsize=4)
-    threading.Thread(target=_read_chunks, args=(path, chunks), daemon=True).start()
     offset = 0
-    while (chunk := chunks.get()) is not None:
-        if isinstance(chunk, OSError):
-            raise chunk
+    for chunk in _stream(path):
         full.update(chunk)
         if data is not None and offset + len(chunk) > data_start:
-            data.update(memoryview(chunk)[max(0, data_start - offset):])
+            data.update(chunk[max(0, data_start - offset):])
         offset += len(chunk)
     sha = full.hexdigest()
-    result = FileHashes(sha, sha[:10], legacy_hash(path))
-    if addnet:
-        addnet_hex = data.hexdigest() if data is not None else sha
-        result = FileHashes(sha, sha[:10], result.a1111_legacy, addnet_hex, addnet_hex[:12])
-    return result
+    legacy = legacy_hash(path)
+    if not addnet:
+        return FileHashes(sha, sha[:10], legacy)
+    addnet_hex = data.hexdigest() if data is not None else sha
+    return FileHashes(sha, sha[:10], legacy, addnet_hex, addnet_hex[:12])
 
 
 def cache_path() -> Path:
