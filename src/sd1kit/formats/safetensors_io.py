@@ -116,18 +116,19 @@ def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_size: int) ->
         previous_end, previous_name = end, name
 
 
-def load_tensor(header: SafetensorsHeader, name: str):
-    """Read one tensor (memory-mapped by the safetensors library)."""
-    from safetensors import safe_open
+class LazyReader:
+    """Tensors of a validated file, read one at a time through a memory map (opened on first use)."""
 
-    with safe_open(str(header.path), framework="pt") as f:
-        return f.get_tensor(name)
+    def __init__(self, header: SafetensorsHeader):
+        self.header = header
+        self._handle = None
 
+    def get(self, name: str):
+        if self._handle is None:
+            from safetensors import safe_open
 
-def load_all(header: SafetensorsHeader) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(header.path))
+            self._handle = safe_open(str(self.header.path), framework="pt")
+        return self._handle.get_tensor(name)
 
 
 def write_safetensors(target: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:

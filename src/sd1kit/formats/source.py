@@ -38,7 +38,7 @@ class ModelSource:
     unsafe_globals: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # weight files behind the source
     top_level_keys: list[str] = field(default_factory=list)  # a pickle's top-level keys (hypernetworks)
-    _loader: Callable[[], dict] | None = None
+    _get: Callable[[str], object] | None = None  # canonical name -> tensor, read on demand
 
     @property
     def safe(self) -> bool:
@@ -48,11 +48,17 @@ class ModelSource:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: v.shape for k, v in self.tensors.items()}
 
+    def get_tensor(self, name: str):
+        """One tensor by canonical name, read on demand (memory-mapped where the container allows)."""
+        if self._get is None:
+            raise BadFileError(self.path, "no tensors can be read from this file")
+        if name not in self.tensors:
+            raise KeyError(name)
+        return self._get(name)
+
     def load_state_dict(self) -> dict:
         """All tensors under canonical names (position_ids and non-tensor entries left out)."""
-        if self._loader is None:
-            raise BadFileError(self.path, "no tensors can be read from this file")
-        return self._loader()
+        return {name: self.get_tensor(name) for name in self.tensors}
 
 
 def open_source(path: str | os.PathLike) -> ModelSource:
@@ -98,12 +104,8 @@ def _open_safetensors(path: Path) -> ModelSource:
     header = safetensors_io.read_header(path)
     source = ModelSource(path, "safetensors", metadata=dict(header.metadata), files=[path])
     originals = _canonical_infos(header.tensors, source)
-
-    def load() -> dict:
-        everything = safetensors_io.load_all(header)
-        return {canonical: everything[original] for canonical, original in originals.items()}
-
-    source._loader = load
+    reader = safetensors_io.LazyReader(header)
+    source._get = lambda name: reader.get(originals[name])
     return source
 
 
@@ -137,7 +139,7 @@ def _open_pickle(path: Path) -> ModelSource:
         source.quirks.append(f"{len(skipped)} non-tensor entries ignored")
     infos = {k: TensorInfo(TORCH_TO_ST_DTYPE.get(str(v.dtype), str(v.dtype)), tuple(v.shape)) for k, v in tensors.items()}
     originals = _canonical_infos(infos, source)
-    source._loader = lambda: {c: tensors[o] for c, o in originals.items()}
+    source._get = lambda name: tensors[originals[name]]
     return source
 
 
@@ -150,36 +152,35 @@ def _open_diffusers(path: Path) -> ModelSource:
     if not parts:
         raise BadFileError(path, "a folder, but not a diffusers model (no unet/, vae/ or text_encoder/ weights)")
     source = ModelSource(path, "diffusers", files=list(parts.values()))
-    loaders = {}
+    origin: dict[str, tuple[ModelSource, str]] = {}  # canonical name -> (component file, diffusers name)
     for part, weights in parts.items():
         inner = open_source(weights)
         if not inner.safe:
             source.unsafe_globals += inner.unsafe_globals
             continue
-        renames = _diffusers_renames(part, list(inner.tensors), weights)
-        for diffusers_name, ldm_name in renames.items():
+        for diffusers_name, ldm_name in _diffusers_renames(part, list(inner.tensors), weights).items():
             info = inner.tensors[diffusers_name]
-            if is_vae_attention_projection(ldm_name[len(VAE_PREFIX):]) and len(info.shape) == 2:
+            if _needs_conv_shape(ldm_name, info.shape):
                 info = TensorInfo(info.dtype, (*info.shape, 1, 1))
             source.tensors[ldm_name] = info
-        loaders[part] = (inner, renames)
+            origin[ldm_name] = (inner, diffusers_name)
     missing = [p for p in DIFFUSERS_PARTS if p not in parts]
     if missing:
         source.quirks.append(f"diffusers folder without {', '.join(missing)}")
 
-    def load() -> dict:
-        out = {}
-        for inner, renames in loaders.values():
-            sd = inner.load_state_dict()
-            for diffusers_name, ldm_name in renames.items():
-                value = sd[diffusers_name]
-                if is_vae_attention_projection(ldm_name[len(VAE_PREFIX):]) and value.ndim == 2:
-                    value = value[:, :, None, None]
-                out[ldm_name] = value
-        return out
+    def get(name: str):
+        inner, diffusers_name = origin[name]
+        value = inner.get_tensor(diffusers_name)
+        return value[:, :, None, None] if _needs_conv_shape(name, value.shape) else value
 
-    source._loader = load
+    source._get = get
     return source
+
+
+def _needs_conv_shape(ldm_name: str, shape) -> bool:
+    """diffusers stores the VAE attention projections as linear [c,c]; LDM as 1x1 convs [c,c,1,1]."""
+    return ldm_name.startswith(VAE_PREFIX) and is_vae_attention_projection(ldm_name[len(VAE_PREFIX):]) \
+        and len(shape) == 2
 
 
 def _count(keys: list[str], pattern: str) -> int:
