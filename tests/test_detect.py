@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import torch
 
-from sd1kit.dev.manifest import sd1_manifest, write_header_only
+from sd1kit.dev.manifest import infos_from_shapes as _infos, sd1_manifest, write_header_only
 from sd1kit.dev.tiny import tiny_state_dict, v1_inference_yaml
-from sd1kit.formats.safetensors_io import DTYPE_SIZES, TensorInfo, write_safetensors
+from sd1kit.formats.safetensors_io import write_safetensors
 from sd1kit.formats.source import open_source
 from sd1kit.models.detect import detect
 from sd1kit.models.families import FAMILIES, KINDS, VARIANTS
@@ -109,17 +109,6 @@ def test_full_size_header_is_detected_without_reading_data(tmp_path):
     assert d.unet_config.model_channels == 320 and d.unet_config.channel_mult == (1, 2, 4, 4)
     assert d.components["unet"]["params"] == 859_520_964
     assert path.stat().st_blocks * 512 < 10_000_000  # still sparse: no tensor data was written or read
-
-
-def _infos(shapes: dict, dtype="F16") -> dict[str, TensorInfo]:
-    out, offset = {}, 0
-    for name, shape in shapes.items():
-        size = DTYPE_SIZES[dtype]
-        for d in shape:
-            size *= d
-        out[name] = TensorInfo(dtype, tuple(shape), offset, offset + size)
-        offset += size
-    return out
 
 
 SYNTHETIC = {  # expected (kind, family) -> header shapes

@@ -8,6 +8,7 @@ real shapes; `write_header_only` writes them as a valid safetensors file whose d
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -28,13 +29,16 @@ def sd1_manifest(dtype: str = "F16", unet: UNetConfig = SD1_UNET, position_ids: 
     shapes = {k: (tuple(v.shape), TORCH_TO_ST_DTYPE[str(v.dtype)]) for k, v in modules_to_ldm(modules).items()}
     if position_ids:
         shapes[POSITION_IDS] = ((1, 77), "I64")
+    return infos_from_shapes({name: (shape, dtype if own.startswith("F") else own) for name, (shape, own) in shapes.items()})
+
+
+def infos_from_shapes(shapes: dict[str, tuple], dtype: str = "F16") -> dict[str, TensorInfo]:
+    """Lay tensors out one after another: name -> shape, or name -> (shape, dtype)."""
     infos, offset = {}, 0
-    for name, (shape, own_dtype) in shapes.items():
-        dt = dtype if own_dtype.startswith("F") else own_dtype
-        size = DTYPE_SIZES[dt]
-        for d in shape:
-            size *= d
-        infos[name] = TensorInfo(dt, shape, offset, offset + size)
+    for name, spec in shapes.items():
+        shape, dt = spec if len(spec) == 2 and isinstance(spec[1], str) else (spec, dtype)
+        size = DTYPE_SIZES[dt] * math.prod(shape)
+        infos[name] = TensorInfo(dt, tuple(shape), offset, offset + size)
         offset += size
     return infos
 

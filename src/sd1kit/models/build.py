@@ -35,49 +35,40 @@ def _strip(sd: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
-def unet_ldm_to_diffusers(sd: Mapping[str, torch.Tensor], config: UNetConfig, where: str = "model") -> StateDict:
-    """UNet weights without the `model.diffusion_model.` prefix -> diffusers names."""
-    keymap = unet_keymap(config.layout)
+def _rename(sd: Mapping[str, torch.Tensor], convert, what: str, where: str, reshape=None) -> StateDict:
     out = {}
     for key, value in sd.items():
-        new = keymap.to_diffusers(key)
+        new = convert(key)
         if new is None:
-            raise BadFileError(where, f"UNet key {UNET_PREFIX + key!r} has no diffusers counterpart")
-        out[new] = value
+            raise BadFileError(where, f"{what} key {key!r} has no counterpart in the other naming")
+        out[new] = reshape(key, new, value) if reshape else value
     return out
+
+
+def _vae_projection_shape(old: str, new: str, value: torch.Tensor) -> torch.Tensor:
+    """VAE attention projections: 1x1 convs [c,c,1,1] in LDM, linear [c,c] in diffusers."""
+    if is_vae_attention_projection(old) and value.ndim == 4:
+        return value.flatten(1)
+    if is_vae_attention_projection(new) and value.ndim == 2:
+        return value[:, :, None, None]
+    return value
+
+
+def unet_ldm_to_diffusers(sd: Mapping[str, torch.Tensor], config: UNetConfig, where: str = "model") -> StateDict:
+    """UNet weights without the `model.diffusion_model.` prefix -> diffusers names."""
+    return _rename(sd, unet_keymap(config.layout).to_diffusers, "UNet", where)
 
 
 def unet_diffusers_to_ldm(sd: Mapping[str, torch.Tensor], config: UNetConfig, where: str = "model") -> StateDict:
-    keymap = unet_keymap(config.layout)
-    out = {}
-    for key, value in sd.items():
-        new = keymap.to_ldm(key)
-        if new is None:
-            raise BadFileError(where, f"diffusers UNet key {key!r} has no LDM counterpart")
-        out[new] = value
-    return out
+    return _rename(sd, unet_keymap(config.layout).to_ldm, "diffusers UNet", where)
 
 
 def vae_ldm_to_diffusers(sd: Mapping[str, torch.Tensor], config: VAEConfig, where: str = "model") -> StateDict:
-    keymap = vae_keymap(config.layout)
-    out = {}
-    for key, value in sd.items():
-        new = keymap.to_diffusers(key)
-        if new is None:
-            raise BadFileError(where, f"VAE key {VAE_PREFIX + key!r} has no diffusers counterpart")
-        out[new] = value.flatten(1) if is_vae_attention_projection(key) and value.ndim == 4 else value
-    return out
+    return _rename(sd, vae_keymap(config.layout).to_diffusers, "VAE", where, _vae_projection_shape)
 
 
 def vae_diffusers_to_ldm(sd: Mapping[str, torch.Tensor], config: VAEConfig, where: str = "model") -> StateDict:
-    keymap = vae_keymap(config.layout)
-    out = {}
-    for key, value in sd.items():
-        new = keymap.to_ldm(key)
-        if new is None:
-            raise BadFileError(where, f"diffusers VAE key {key!r} has no LDM counterpart")
-        out[new] = value[:, :, None, None] if is_vae_attention_projection(new) and value.ndim == 2 else value
-    return out
+    return _rename(sd, vae_keymap(config.layout).to_ldm, "diffusers VAE", where, _vae_projection_shape)
 
 
 def _assign(module: torch.nn.Module, sd: StateDict, what: str, where: str) -> torch.nn.Module:
@@ -88,24 +79,27 @@ def _assign(module: torch.nn.Module, sd: StateDict, what: str, where: str) -> to
     return module
 
 
+def _construct(factory, sd, rename, what: str, where: str) -> torch.nn.Module:
+    """Random init when `sd` is None; else build on the meta device and assign the renamed weights."""
+    if sd is None:
+        return factory()
+    with torch.device("meta"):
+        module = factory()
+    return _assign(module, rename(sd), what, where).eval()
+
+
 def build_unet(config: UNetConfig, sd: Mapping[str, torch.Tensor] | None = None, where: str = "model"):
     from diffusers import UNet2DConditionModel
 
-    if sd is None:
-        return UNet2DConditionModel(**config.to_diffusers())
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**config.to_diffusers())
-    return _assign(unet, unet_ldm_to_diffusers(sd, config, where), "UNet", where).eval()
+    return _construct(lambda: UNet2DConditionModel(**config.to_diffusers()), sd,
+                      lambda s: unet_ldm_to_diffusers(s, config, where), "UNet", where)
 
 
 def build_vae(config: VAEConfig, sd: Mapping[str, torch.Tensor] | None = None, where: str = "model"):
     from diffusers import AutoencoderKL
 
-    if sd is None:
-        return AutoencoderKL(**config.to_diffusers())
-    with torch.device("meta"):
-        vae = AutoencoderKL(**config.to_diffusers())
-    return _assign(vae, vae_ldm_to_diffusers(sd, config, where), "VAE", where).eval()
+    return _construct(lambda: AutoencoderKL(**config.to_diffusers()), sd,
+                      lambda s: vae_ldm_to_diffusers(s, config, where), "VAE", where)
 
 
 def build_text_encoder(config: TextEncoderConfig, sd: Mapping[str, torch.Tensor] | None = None,
