@@ -80,13 +80,18 @@ def test_refuses_to_overwrite_input(copy_model, cli):
     assert src.read_bytes() == before
 
 
-def test_refuses_to_overwrite_the_input_yaml(copy_model, cli):
-    src = copy_model("easyfluff")
-    yaml_before = src.with_suffix(".yaml").read_text()
-    other = src.with_name("other.safetensors")
-    result = cli("convert", src, src.with_suffix(".safetensors"))
-    assert result.code != 0
-    assert src.with_suffix(".yaml").read_text() == yaml_before and not other.exists()
+def test_ckpt_to_safetensors_beside_the_same_yaml(tmp_path, cli):
+    """model.ckpt + model.yaml -> model.safetensors: the yaml already applies to the new file and is kept as is."""
+    from sd1kit.dev.tiny import write_tiny_model
+
+    src = write_tiny_model(tmp_path / "fluffy.ckpt", layout="nai", prediction="v")
+    yaml_before = src.with_suffix(".yaml").read_bytes()
+    out = tmp_path / "fluffy.safetensors"
+    result = cli("convert", src, out)
+    assert result.code == 0, result.err
+    assert src.with_suffix(".yaml").read_bytes() == yaml_before
+    r = cli("inspect", "--json", out).json()[0]
+    assert (r["prediction"], r["prediction_source"]) == ("v", "yaml")
 
 
 def test_failed_convert_writes_nothing(tiny_models, tmp_path, cli):

@@ -65,3 +65,20 @@ def test_official_nai_layout_is_unet_and_vae(tiny_models):
     assert source.container == "diffusers"
     assert "diffusers folder without text_encoder" in source.quirks
     assert {k.split(".")[0] for k in source.tensors} == {"model", "first_stage_model"}
+
+
+def test_a1111_side_files_are_recognised(tmp_path, cli):
+    """Textual inversion .pt, hypernetwork .pt and .vae.pt, pickled the way A1111 and LDM write them."""
+    emb = tmp_path / "bad_prompt.pt"
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": torch.randn(8, 768)},
+                "name": "bad_prompt", "step": 1500}, emb)
+    hyper = tmp_path / "aini.pt"
+    layer = {"linear.0.weight": torch.randn(8, 4), "linear.0.bias": torch.zeros(8)}
+    torch.save({768: [layer, layer], 320: [layer, layer], "name": "aini", "layer_structure": [1, 2, 1],
+                "activation_func": "linear"}, hyper)
+    vae = tmp_path / "animevae.pt"
+    vae_sd = {k[len(VAE_PREFIX):]: v for k, v in tiny_state_dict().items() if k.startswith(VAE_PREFIX)}
+    torch.save({"state_dict": {**vae_sd, "loss.logvar": torch.zeros(())}}, vae)
+    reports = cli("inspect", "--json", emb, hyper, vae).json()
+    assert [r["kind"] for r in reports] == ["embedding", "hypernetwork", "vae"]
+    assert all(r["safe"] and r["family"] == "sd1" for r in reports)

@@ -68,8 +68,8 @@ def convert(src: str | Path, out: str | Path, dtype: str | None = None, ema: str
     if ema not in EMA_MODES:
         raise Sd1kitError("--ema", f"must be one of {', '.join(EMA_MODES)}, not {ema!r}")
     ins = inspect_path(src, prediction=prediction, ztsnr=ztsnr, hashes=False)
-    inputs = [src, *ins.source.files] + ([ins.detection.yaml.path] if ins.detection.yaml else [])
-    if any(_same_file(i, out) for i in inputs) or any(_same_file(i, out.with_suffix(".yaml")) for i in inputs):
+    yaml_in = ins.detection.yaml.path if ins.detection.yaml else None
+    if any(_same_file(i, out) for i in [src, *ins.source.files, *([yaml_in] if yaml_in else [])]):
         raise Sd1kitError(out, "refusing to overwrite an input file")
     if ins.refusal:
         raise Sd1kitError(src, ins.refusal)
@@ -96,9 +96,8 @@ def convert(src: str | Path, out: str | Path, dtype: str | None = None, ema: str
         metadata["sd1kit.prediction"] = d.prediction
         metadata["sd1kit.zero_terminal_snr"] = "true" if d.zero_terminal_snr else "false"
     write_safetensors(out, sd, metadata)
-    yaml_out = None
-    if d.yaml is not None:
-        yaml_out = out.with_suffix(".yaml")
+    yaml_out = out.with_suffix(".yaml") if yaml_in else None
+    if yaml_in and not _same_file(yaml_in, yaml_out):  # model.ckpt -> model.safetensors shares model.yaml
         with atomic_path(yaml_out) as tmp:
-            shutil.copyfile(d.yaml.path, tmp)
+            shutil.copyfile(yaml_in, tmp)
     return ConvertResult(out, len(sd), metadata, yaml_out)

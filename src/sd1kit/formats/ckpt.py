@@ -21,7 +21,8 @@ _STORAGES = ("Float", "Half", "BFloat16", "Double", "Long", "Int", "Short", "Cha
 # Globals a legitimate SD1 checkpoint may reference (WD1.3 / NAI / SD1.x pickle scans, formats.md §1).
 ALLOWED_GLOBALS = frozenset(
     {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
-     "torch._utils._rebuild_parameter", "torch.Size", "_codecs.encode",
+     "torch._utils._rebuild_parameter", "torch._tensor._rebuild_from_type_v2", "torch.nn.parameter.Parameter",
+     "torch.Size", "_codecs.encode",
      "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
      "torch.serialization._get_layout", "torch.float32", "torch.float16", "torch.bfloat16"}
     | {f"torch.{s}Storage" for s in _STORAGES}

@@ -133,10 +133,18 @@ def _open_pickle(path: Path) -> ModelSource:
     obj = ckpt.load_torch_file(path, scan)
     source.top_level_keys = [str(k) for k in obj] if isinstance(obj, dict) else []
     weights = _unwrap_checkpoint(obj, path, source)
-    tensors = {str(k): v for k, v in weights.items() if isinstance(v, torch.Tensor)}
-    skipped = [str(k) for k, v in weights.items() if not isinstance(v, torch.Tensor) and k != "state_dict"]
+    tensors: dict = {}
+    skipped = 0
+    for k, v in weights.items():
+        if isinstance(v, torch.Tensor):
+            tensors[str(k)] = v
+        elif isinstance(v, dict) and v and all(isinstance(t, torch.Tensor) for t in v.values()) and "state_dict" != k:
+            # A1111 textual inversion files nest {'string_to_param': {'*': tensor}}
+            tensors.update({f"{k}.{sub}": t for sub, t in v.items()})
+        elif k != "state_dict":
+            skipped += 1
     if skipped:
-        source.quirks.append(f"{len(skipped)} non-tensor entries ignored")
+        source.quirks.append(f"{skipped} non-tensor entries ignored")
     infos = {k: TensorInfo(TORCH_TO_ST_DTYPE.get(str(v.dtype), str(v.dtype)), tuple(v.shape)) for k, v in tensors.items()}
     originals = _canonical_infos(infos, source)
     source._get = lambda name: tensors[originals[name]]
