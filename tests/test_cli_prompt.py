@@ -63,3 +63,14 @@ def test_invalid_utf8_file_is_one_line(cli, tmp_path):
 def test_human_output(cli):
     r = cli("prompt", "masterpiece, (cat:1.3)", "--steps", "4")
     assert r.code == 0 and "cat</w>*1.3" in r.out
+
+
+def test_parsing_layer_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sd1kit.prompts.describe import describe_prompt; "
+            "from sd1kit.models.tokenizer import clip_tokenizer; "
+            "describe_prompt('a [b:c:2] (d:1.2) <lora:x:1>', 4, clip_tokenizer()); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

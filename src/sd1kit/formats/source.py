@@ -220,7 +220,7 @@ def _diffusers_renames(part: str, keys: list[str], where: Path) -> dict[str, str
     return renames
 
 
-def read_sidecar_yaml_path(path: Path) -> Path | None:
+def sidecar_yaml_path(path: Path) -> Path | None:
     """`X.yaml` beside `X.safetensors` (A1111's rule); for a diffusers folder, none."""
     if path.is_dir():
         return None

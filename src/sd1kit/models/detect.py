@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.keys.ldm import COMPONENT_PREFIXES, EMA_BOOKKEEPING, EMA_PREFIX
-from sd1kit.formats.source import ModelSource, read_sidecar_yaml_path
+from sd1kit.formats.source import ModelSource, sidecar_yaml_path
 from sd1kit.formats.yaml_config import YamlConfig, read_yaml_config
 from sd1kit.models import configs
 from sd1kit.models.families import FAMILIES, KINDS, match_one, match_variant
@@ -99,7 +99,7 @@ def detect(source: ModelSource, prediction: str | None = None, ztsnr: bool | Non
     features = header_features(shapes, source.top_level_keys)
     kind = match_one(KINDS, features) if source.safe else "unknown"
     family = match_one(FAMILIES, features) if kind != "unknown" else "unknown"
-    yaml_path = yaml_path or read_sidecar_yaml_path(source.path)
+    yaml_path = yaml_path or sidecar_yaml_path(source.path)
     yaml = read_yaml_config(yaml_path) if yaml_path and kind in ("checkpoint", "unet") else None
     pred, pred_source = resolve_prediction(prediction, yaml, source.metadata, shapes)
     z, z_source = resolve_ztsnr(ztsnr, source.metadata, shapes)

@@ -37,10 +37,6 @@ class Chunk:
         return [[t, w] for t, w in zip(self.tokens, self.weights)]
 
 
-def empty_chunk() -> Chunk:
-    return Chunk([BOS_ID] + [EOS_ID] * (CHUNK_LENGTH + 1), [1.0] * (CHUNK_LENGTH + 2))
-
-
 def tokenize_segments(tokenizer, texts: list[str]) -> list[list[int]]:
     if not texts:
         return []

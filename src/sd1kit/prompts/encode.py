@@ -9,7 +9,7 @@ import torch
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.models.build import clip_module_prefix
-from sd1kit.prompts.chunks import EMPHASIS_MODES, Chunk, build_chunks, empty_chunk
+from sd1kit.prompts.chunks import EMPHASIS_MODES, Chunk, build_chunks
 from sd1kit.prompts.embeddings import EmbeddingDatabase
 from sd1kit.prompts.schedule import prompt_schedule
 
@@ -45,9 +45,6 @@ class PromptEncoder:
         if text not in self._cache:
             self._cache[text] = torch.cat([self.encode_chunk(c) for c in self.chunks(text)], dim=1)
         return self._cache[text]
-
-    def encode_empty_chunk(self) -> torch.Tensor:
-        return self.encode_chunk(empty_chunk())
 
     @torch.no_grad()
     def encode_chunk(self, chunk: Chunk) -> torch.Tensor:

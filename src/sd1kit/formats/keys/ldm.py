@@ -8,7 +8,6 @@ TE_PREFIX = "cond_stage_model.transformer.text_model."
 TE_ROOT = "cond_stage_model.transformer."
 EMA_PREFIX = "model_ema."
 EMA_BOOKKEEPING = ("model_ema.decay", "model_ema.num_updates")
-MARKER_KEYS = ("v_pred", "ztsnr")
 POSITION_IDS = TE_PREFIX + "embeddings.position_ids"
 SCHEDULE_BUFFERS = (
     "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
@@ -28,17 +27,6 @@ def canonical_name(name: str) -> str:
     return name
 
 
-def is_old_te_layout(name: str) -> bool:
-    return canonical_name(name) != name
-
-
 def ema_name(param_name: str) -> str:
     """EMA key of a UNet parameter: drop the leading `model.`, remove all dots, prefix `model_ema.`."""
     return EMA_PREFIX + param_name[len("model."):].replace(".", "")
-
-
-def component_of(name: str) -> str | None:
-    for component, prefix in COMPONENT_PREFIXES.items():
-        if name.startswith(prefix):
-            return component
-    return None
