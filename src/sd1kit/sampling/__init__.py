@@ -1,0 +1,1 @@
+"""Sampling: schedules, denoisers (eps / v, CFG), samplers and their noise, under A1111's names."""

@@ -1,0 +1,133 @@
+"""A1111's sampler and schedule names (1.9+ tables, `modules/sd_samplers_kdiffusion.py`, `sd_schedulers.py`),
+legacy combined names ("DPM++ 2M Karras"), and lookups that suggest the nearest name."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.sampling import samplers as S
+from sd1kit.sampling import schedules as K
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str  # A1111 display name
+    id: str  # k-diffusion-style id
+    function: Callable
+    aliases: tuple[str, ...] = ()
+    scheduler: str | None = None  # what "Automatic" means for this sampler
+    discard_penultimate: bool = False
+    second_order: bool = False  # two model calls a step: A1111 schedules prompts over 2x steps
+    noise: str | None = None  # "rng" (fresh per-step noise, ENSD applies) or "brownian" (SDE)
+    options: dict = field(default_factory=dict)
+
+
+SAMPLERS: tuple[SamplerSpec, ...] = (
+    SamplerSpec("DPM++ 2M", "dpmpp_2m", S.sample_dpmpp_2m, ("k_dpmpp_2m",), scheduler="karras"),
+    SamplerSpec("DPM++ SDE", "dpmpp_sde", S.sample_dpmpp_sde, ("k_dpmpp_sde",), scheduler="karras",
+                second_order=True, noise="brownian"),
+    SamplerSpec("DPM++ 2M SDE", "dpmpp_2m_sde", S.sample_dpmpp_2m_sde, ("k_dpmpp_2m_sde",), scheduler="exponential",
+                noise="brownian"),
+    SamplerSpec("DPM++ 2M SDE Heun", "dpmpp_2m_sde_heun", S.sample_dpmpp_2m_sde, ("k_dpmpp_2m_sde_heun",),
+                scheduler="exponential", noise="brownian", options={"solver_type": "heun"}),
+    SamplerSpec("DPM++ 2S a", "dpmpp_2s_ancestral", S.sample_dpmpp_2s_ancestral, ("k_dpmpp_2s_a",),
+                scheduler="karras", second_order=True, noise="rng"),
+    SamplerSpec("DPM++ 3M SDE", "dpmpp_3m_sde", S.sample_dpmpp_3m_sde, ("k_dpmpp_3m_sde",), scheduler="exponential",
+                discard_penultimate=True, noise="brownian"),
+    SamplerSpec("Euler a", "euler_ancestral", S.sample_euler_ancestral, ("k_euler_a", "k_euler_ancestral"), noise="rng"),
+    SamplerSpec("Euler", "euler", S.sample_euler, ("k_euler",)),
+    SamplerSpec("LMS", "lms", S.sample_lms, ("k_lms",)),
+    SamplerSpec("Heun", "heun", S.sample_heun, ("k_heun",), second_order=True),
+    SamplerSpec("DPM2", "dpm_2", S.sample_dpm_2, ("k_dpm_2",), scheduler="karras", discard_penultimate=True,
+                second_order=True),
+    SamplerSpec("DPM2 a", "dpm_2_ancestral", S.sample_dpm_2_ancestral, ("k_dpm_2_a",), scheduler="karras",
+                discard_penultimate=True, second_order=True, noise="rng"),
+    SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng"),
+)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str  # A1111 display name
+    id: str
+    function: Callable | None  # (n, sigma_min, sigma_max[, schedule]) -> sigmas
+    needs_model: bool = False
+    aliases: tuple[str, ...] = ()
+
+
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec("Automatic", "automatic", None),
+    ScheduleSpec("Uniform", "uniform", K.get_sigmas_uniform, needs_model=True),
+    ScheduleSpec("Karras", "karras", K.get_sigmas_karras),
+    ScheduleSpec("Exponential", "exponential", K.get_sigmas_exponential),
+    ScheduleSpec("Polyexponential", "polyexponential", K.get_sigmas_polyexponential),
+    ScheduleSpec("SGM Uniform", "sgm_uniform", K.get_sigmas_sgm_uniform, needs_model=True, aliases=("SGMUniform",)),
+    ScheduleSpec("KL Optimal", "kl_optimal", K.get_sigmas_kl_optimal),
+    ScheduleSpec("Align Your Steps", "align_your_steps", K.get_sigmas_align_your_steps),
+    ScheduleSpec("Simple", "simple", K.get_sigmas_simple, needs_model=True),
+    ScheduleSpec("Normal", "normal", K.get_sigmas_normal, needs_model=True),
+    ScheduleSpec("DDIM", "ddim", K.get_sigmas_ddim, needs_model=True),
+    ScheduleSpec("Beta", "beta", K.get_sigmas_beta),
+)
+
+
+def _index(specs) -> dict[str, object]:
+    out = {}
+    for spec in specs:
+        for key in (spec.name, spec.id, *spec.aliases):
+            out[key.lower()] = spec
+    return out
+
+
+_SAMPLERS = _index(SAMPLERS)
+_SCHEDULES = _index(SCHEDULES)
+
+
+def _lookup(table: dict, name: str, what: str):
+    hit = table.get(name.strip().lower())
+    if hit is None:
+        close = difflib.get_close_matches(name.strip().lower(), list(table), n=1)
+        hint = f"; did you mean {table[close[0]].name!r}?" if close else ""
+        raise Sd1kitError(what, f"unknown {what} {name!r}{hint}")
+    return hit
+
+
+def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec, ScheduleSpec]:
+    """(sampler, schedule) for A1111 names, legacy combined names ("DPM++ 2M Karras") included.
+
+    A schedule of None or "Automatic" becomes the sampler's own default, as in A1111.
+    """
+    spec = _SAMPLERS.get(name.strip().lower())
+    if spec is None:  # "DPM++ 2M Karras", "Euler a Exponential": a sampler name + a schedule name
+        for sched in SCHEDULES[1:]:
+            for label in (sched.name, *sched.aliases):
+                if name.strip().lower().endswith(" " + label.lower()):
+                    base = name.strip()[: -len(label) - 1]
+                    if base.lower() in _SAMPLERS:
+                        spec = _SAMPLERS[base.lower()]
+                        schedule = schedule if schedule not in (None, "Automatic") else sched.name
+                        break
+            if spec is not None:
+                break
+    if spec is None:
+        spec = _lookup(_SAMPLERS, name, "sampler")
+    sched = _lookup(_SCHEDULES, schedule or "Automatic", "schedule type")
+    if sched.id == "automatic":
+        sched = _lookup(_SCHEDULES, spec.scheduler or "Uniform", "schedule type")
+    return spec, sched
+
+
+def get_sigmas(sampler: SamplerSpec, schedule: ScheduleSpec, steps: int, model_schedule: K.DiscreteSchedule,
+               discard_penultimate: bool | None = None, **options):
+    """The sigmas A1111 would sample `steps` steps with (`KDiffusionSampler.get_sigmas`)."""
+    discard = sampler.discard_penultimate if discard_penultimate is None else discard_penultimate
+    n = steps + 1 if discard else steps
+    lo, hi = model_schedule.sigma_min, model_schedule.sigma_max
+    if schedule.needs_model:
+        sigmas = schedule.function(n, lo, hi, model_schedule)
+    else:
+        sigmas = schedule.function(n, lo, hi, **options)
+    return K.discard_penultimate(sigmas) if discard else sigmas

@@ -1,0 +1,54 @@
+"""Running a sampler the way A1111 does: its noise source, eta, progress callbacks and clean interruption."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+
+from sd1kit.rng import ImageRNG
+from sd1kit.sampling.noise import BrownianNoise, RNGNoise
+from sd1kit.sampling.registry import SamplerSpec
+
+ProgressCallback = Callable[[int, float, torch.Tensor], None]  # (step, sigma, x0-hat)
+
+
+class Interrupted(Exception):
+    """Raised between steps when the caller asked to stop; `run_sampler` returns the last x0-hat."""
+
+
+def sampler_noise(spec: SamplerSpec, x: torch.Tensor, sigmas: torch.Tensor, rng: ImageRNG | None,
+                  seeds: list[int] | None):
+    if spec.noise == "brownian":
+        if seeds is None:
+            raise ValueError(f"{spec.name} needs the image seeds for its Brownian-tree noise")
+        positive = sigmas[sigmas > 0]
+        return BrownianNoise(x, positive.min(), sigmas.max(), seeds)
+    return RNGNoise(rng, x.dtype) if rng is not None else None
+
+
+def run_sampler(spec: SamplerSpec, model, x: torch.Tensor, sigmas: torch.Tensor, rng: ImageRNG | None = None,
+                seeds: list[int] | None = None, eta: float | None = None, callback: ProgressCallback | None = None,
+                should_stop: Callable[[], bool] | None = None, **options) -> torch.Tensor:
+    """Sample from `x` (already scaled to sigmas[0]) with `spec`; stops cleanly when should_stop() is true."""
+    params = inspect.signature(spec.function).parameters
+    kwargs = {k: v for k, v in {**spec.options, **options}.items() if k in params}
+    if eta is not None and "eta" in params:
+        kwargs["eta"] = eta
+    noise = sampler_noise(spec, x, sigmas, rng, seeds)
+    if noise is None and spec.noise is not None:
+        raise ValueError(f"{spec.name} needs an ImageRNG for its per-step noise")
+    last = {"denoised": x}
+
+    def report(d: dict) -> None:
+        last["denoised"] = d["denoised"]
+        if callback is not None:
+            callback(d["i"], float(d["sigma"]), d["denoised"])
+        if should_stop is not None and should_stop():
+            raise Interrupted
+
+    try:
+        return spec.function(model, x, sigmas, callback=report, noise_sampler=noise, **kwargs)
+    except Interrupted:
+        return last["denoised"]

@@ -1,0 +1,283 @@
+"""Samplers, schedules and denoisers against k-diffusion (the code A1111 runs), on an analytic denoiser and on a
+tiny SD1-topology UNet; seeds per image; v-prediction; zero terminal SNR; CFG."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import kdiffusion_ref
+from sd1kit.dev.tiny import tiny_modules
+from sd1kit.rng import ImageRNG
+from sd1kit.sampling import schedules as K
+from sd1kit.sampling.denoisers import CFGDenoiser, Denoiser
+from sd1kit.sampling.noise import BrownianNoise
+from sd1kit.sampling.registry import SAMPLERS, SCHEDULES, get_sigmas, resolve_sampler
+from sd1kit.sampling.run import run_sampler
+
+KD = kdiffusion_ref.load()
+needs_kd = pytest.mark.skipif(KD is None, reason="k-diffusion (test reference) not installed")
+SCHEDULE = K.DiscreteSchedule(K.sd1_alphas_cumprod())
+
+
+class GaussianData:
+    """Data ~ N(mu, s^2) per element: the exact x0-hat is (s^2 x + sigma^2 mu) / (s^2 + sigma^2)."""
+
+    def __init__(self, shape, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.mu = torch.randn(shape, generator=g, dtype=torch.float64)
+        self.s2 = torch.rand(shape, generator=g, dtype=torch.float64) + 0.1
+
+    def __call__(self, x, sigma):
+        s2sig = sigma.to(x.dtype).reshape(-1, *[1] * (x.ndim - 1)) ** 2
+        return (self.s2 * x + s2sig * self.mu) / (self.s2 + s2sig)
+
+
+class ReplayNoise:
+    """The same noise sequence every time it is replayed: one generator, seeded, drawn in call order."""
+
+    def __init__(self, like, seed=1234):
+        self.like, self.g = like, torch.Generator().manual_seed(seed)
+
+    def __call__(self, sigma, sigma_next):
+        return torch.randn(self.like.shape, generator=self.g, dtype=self.like.dtype)
+
+
+def _kd_noise(spec, x, sigmas, seeds):
+    if spec.noise == "brownian":
+        positive = sigmas[sigmas > 0]
+        return KD[0].BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seeds)
+    return ReplayNoise(x)
+
+
+def _our_noise(spec, x, sigmas, seeds):
+    if spec.noise == "brownian":
+        positive = sigmas[sigmas > 0]
+        return BrownianNoise(x, positive.min(), sigmas.max(), seeds)
+    return ReplayNoise(x)
+
+
+def _pairs():
+    for spec in SAMPLERS:
+        if spec.id == "lcm":  # A1111's LCM is its own code, not k-diffusion's
+            continue
+        for schedule in {spec.scheduler or "uniform", "karras", "exponential"}:
+            yield pytest.param(spec, schedule, id=f"{spec.id}-{schedule}")
+
+
+def _run_both(spec, schedule_name, model, x, steps=8, seeds=(11, 12)):
+    _, sched = resolve_sampler(spec.name, schedule_name)
+    sigmas = get_sigmas(spec, sched, steps, SCHEDULE).double()
+    x = x * sigmas[0]
+    ref_fn = getattr(KD[0], "sample_" + (spec.id if spec.id != "dpmpp_2m_sde_heun" else "dpmpp_2m_sde"))
+    kwargs = dict(spec.options)
+    if "noise_sampler" in inspect.signature(ref_fn).parameters:
+        kwargs["noise_sampler"] = _kd_noise(spec, x, sigmas, list(seeds))
+    expected = ref_fn(model, x.clone(), sigmas, disable=True, **kwargs)
+    got = spec.function(model, x.clone(), sigmas, noise_sampler=_our_noise(spec, x, sigmas, list(seeds)), **spec.options)
+    return got, expected
+
+
+@needs_kd
+@pytest.mark.parametrize("spec, schedule", list(_pairs()))
+def test_samplers_match_k_diffusion_on_an_analytic_denoiser(spec, schedule):
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got, expected = _run_both(spec, schedule, GaussianData(x.shape[1:]), x)
+    assert torch.linalg.norm(got - expected) <= 1e-5 * torch.linalg.norm(expected)
+
+
+class _CompVisModel:
+    """What k-diffusion's CompVisDenoiser wraps: apply_model(x, t, cond) and alphas_cumprod."""
+
+    def __init__(self, unet, alphas_cumprod):
+        self.unet, self.alphas_cumprod = unet, alphas_cumprod
+
+    def apply_model(self, x, t, cond):
+        return self.unet(x, t, encoder_hidden_states=cond).sample
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    return tiny_modules(seed=2).unet.double()
+
+
+def _raw(unet):
+    return lambda x, t, context, image_cond: unet(x, t, encoder_hidden_states=context).sample
+
+
+@needs_kd
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_denoiser_matches_k_diffusion_compvis(tiny_unet, prediction):
+    context = torch.randn(2, 77, 32, dtype=torch.float64)
+    ours = Denoiser(_raw(tiny_unet), SCHEDULE, prediction)
+    wrapper = KD[1].CompVisVDenoiser if prediction == "v" else KD[1].CompVisDenoiser
+    ref = wrapper(_CompVisModel(tiny_unet, K.sd1_alphas_cumprod()))
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64) * 3
+    sigma = torch.tensor([2.5, 0.7], dtype=torch.float64)
+    torch.testing.assert_close(ours(x, sigma, context), ref(x, sigma, cond=context), rtol=1e-10, atol=1e-10)
+
+
+@needs_kd
+@pytest.mark.parametrize("name", ["Euler a", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "Heun", "LMS", "DPM2 a"])
+def test_samplers_match_k_diffusion_on_a_tiny_unet(tiny_unet, name):
+    spec, _ = resolve_sampler(name)
+    context = torch.randn(2, 77, 32, dtype=torch.float64)
+    den = Denoiser(_raw(tiny_unet), SCHEDULE, "epsilon")
+    model = lambda x, sigma: den(x, sigma, context)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    got, expected = _run_both(spec, spec.scheduler or "uniform", model, x, steps=4)
+    assert torch.linalg.norm(got - expected) <= 1e-5 * torch.linalg.norm(expected)
+
+
+@needs_kd
+@pytest.mark.parametrize("name", ["karras", "exponential", "polyexponential"])
+def test_schedules_match_k_diffusion(name):
+    ours = getattr(K, f"get_sigmas_{name}")(13, SCHEDULE.sigma_min, SCHEDULE.sigma_max)
+    ref = getattr(KD[0], f"get_sigmas_{name}")(13, SCHEDULE.sigma_min, SCHEDULE.sigma_max)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=0)
+
+
+@needs_kd
+def test_uniform_and_t_mapping_match_k_diffusion():
+    ref = KD[1].DiscreteSchedule(SCHEDULE.sigmas, quantize=False)
+    torch.testing.assert_close(SCHEDULE.get_sigmas(17), ref.get_sigmas(17))
+    s = torch.tensor([0.03, 0.5, 1.0, 7.7, 14.0])
+    torch.testing.assert_close(SCHEDULE.sigma_to_t(s), ref.sigma_to_t(s))
+    torch.testing.assert_close(SCHEDULE.sigma_to_t(s, quantize=True), ref.sigma_to_t(s, quantize=True))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES[1:], ids=lambda s: s.id)
+def test_every_schedule_is_well_formed(schedule):
+    sampler, _ = resolve_sampler("Euler")
+    sigmas = get_sigmas(sampler, schedule, 12, SCHEDULE)
+    # As in A1111: "DDIM" yields one step more for step counts that do not divide 1000; "KL Optimal" ends at
+    # sigma_min rather than 0.
+    assert len(sigmas) == (14 if schedule.id == "ddim" else 13)
+    assert float(sigmas[-1]) == (pytest.approx(SCHEDULE.sigma_min) if schedule.id == "kl_optimal" else 0.0)
+    assert bool((sigmas[:-1] > 0).all()) and bool((sigmas[1:] <= sigmas[:-1]).all())
+    assert float(sigmas[0]) <= SCHEDULE.sigma_max * 1.001
+
+
+def test_align_your_steps_uses_nvidias_sd15_values():
+    assert K.get_sigmas_align_your_steps(11, 0, 0).tolist()[:-1] == pytest.approx(list(K.AYS_SD1_SIGMAS))
+
+
+def test_discard_penultimate_sigma():
+    spec, sched = resolve_sampler("DPM2")
+    sigmas = get_sigmas(spec, sched, 10, SCHEDULE)
+    full = K.get_sigmas_karras(11, SCHEDULE.sigma_min, SCHEDULE.sigma_max)
+    assert len(sigmas) == 11 and torch.equal(sigmas, torch.cat([full[:-2], full[-1:]]))
+
+
+def test_legacy_names_resolve():
+    assert [(s.name, k.name) for s, k in map(resolve_sampler, ["DPM++ 2M Karras", "DPM++ 2M", "Euler a",
+                                                               "DPM++ SDE Karras", "DPM++ 2M SDE Heun Exponential"])] == [
+        ("DPM++ 2M", "Karras"), ("DPM++ 2M", "Karras"), ("Euler a", "Uniform"), ("DPM++ SDE", "Karras"),
+        ("DPM++ 2M SDE Heun", "Exponential")]
+    assert resolve_sampler("DPM++ 2M", "Exponential")[1].name == "Exponential"
+    assert resolve_sampler("k_euler_a")[0].name == "Euler a"
+
+
+def test_unknown_sampler_suggests():
+    from sd1kit.errors import Sd1kitError
+
+    with pytest.raises(Sd1kitError, match="did you mean 'Euler a'"):
+        resolve_sampler("Eular a")
+
+
+@pytest.mark.parametrize("spec", [s for s in SAMPLERS], ids=lambda s: s.id)
+def test_image_i_of_a_batch_equals_its_seed_alone(spec):
+    _, sched = resolve_sampler(spec.name)
+    sigmas = get_sigmas(spec, sched, 6, SCHEDULE)
+    data = GaussianData((4, 8, 8))
+    model = lambda x, sigma: data(x.double(), sigma).float()
+    seeds = [21, 22, 23]
+
+    def generate(batch_seeds):
+        rng = ImageRNG((4, 8, 8), batch_seeds, source="CPU", eta_noise_seed_delta=31337)
+        x = rng.first() * sigmas[0]
+        return run_sampler(spec, model, x, sigmas, rng=rng, seeds=batch_seeds)
+
+    batch = generate(seeds)
+    for i, seed in enumerate(seeds):
+        torch.testing.assert_close(batch[i], generate([seed])[0], rtol=0, atol=1e-6)
+
+
+class PointData:
+    """A v-prediction model that is exact for data concentrated at x0: v = (x/(s^2+1) - x0) sqrt(s^2+1)/s."""
+
+    def __init__(self, x0):
+        self.x0 = x0
+
+    def __call__(self, x_in, t, context, image_cond):
+        s = SCHEDULE.t_to_sigma(t).double().reshape(-1, 1, 1, 1)
+        x = x_in * (s ** 2 + 1) ** 0.5
+        return (x / (s ** 2 + 1) - self.x0) * (s ** 2 + 1) ** 0.5 / s
+
+
+@pytest.mark.parametrize("name", ["Euler", "DPM++ 2M", "Heun"])
+def test_v_prediction_is_exact_only_with_prediction_v(name):
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    spec, sched = resolve_sampler(name)
+    sigmas = get_sigmas(spec, sched, 10, SCHEDULE).double()
+    start = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * sigmas[0]
+    for prediction, exact in (("v", True), ("epsilon", False)):
+        den = Denoiser(PointData(x0), SCHEDULE, prediction)
+        out = run_sampler(spec, lambda x, s: den(x, s), start.clone(), sigmas)
+        assert torch.allclose(out, x0, atol=1e-6) == exact
+
+
+def test_zero_terminal_snr_schedule():
+    plain, z = K.sd1_alphas_cumprod(), K.sd1_alphas_cumprod(zero_terminal_snr=True)
+    assert float(z[-1]) == pytest.approx(4.8973451890853435e-08, rel=1e-6)
+    assert float(z[0]) == pytest.approx(float(plain[0]), rel=1e-6)
+    ds = K.DiscreteSchedule(z)
+    assert ds.sigma_max == pytest.approx(4518.76, rel=1e-4)
+    assert float(ds.sigmas[-2]) == pytest.approx(2254.24, rel=1e-3)
+    assert K.DiscreteSchedule(plain).sigma_max == pytest.approx(14.614641, rel=1e-6)
+
+
+def _cfg(den, cond, uncond, **kw):
+    return CFGDenoiser(den, lambda step: [[(cond, 1.0)]], lambda step: uncond, **kw)
+
+
+def test_cfg_combines_and_batches(tiny_unet):
+    den = Denoiser(_raw(tiny_unet), SCHEDULE)
+    cond, uncond = torch.randn(1, 77, 32, dtype=torch.float64), torch.randn(1, 77, 32, dtype=torch.float64)
+    x, sigma = torch.randn(1, 4, 8, 8, dtype=torch.float64), torch.tensor([3.0], dtype=torch.float64)
+    cfg = _cfg(den, cond, uncond, cfg_scale=7.0)
+    out = cfg(x, sigma)
+    c, u = den(x, sigma, cond), den(x, sigma, uncond)
+    torch.testing.assert_close(out, u + 7.0 * (c - u))
+    assert cfg.calls == [2]  # cond and uncond in one UNet call
+    cfg_long = _cfg(den, torch.cat([cond, cond], 1), uncond)
+    cfg_long(x, sigma)
+    assert cfg_long.calls == [1, 1]  # different lengths: run separately, as A1111 does without padding
+
+
+def test_cfg_rescale_and_ngms(tiny_unet):
+    den = Denoiser(_raw(tiny_unet), SCHEDULE, "v")
+    cond, uncond = torch.randn(1, 77, 32, dtype=torch.float64), torch.randn(1, 77, 32, dtype=torch.float64)
+    x, sigma = torch.randn(1, 4, 8, 8, dtype=torch.float64), torch.tensor([3.0], dtype=torch.float64)
+    plain = _cfg(den, cond, uncond, cfg_scale=7.0)(x, sigma)
+    torch.testing.assert_close(_cfg(den, cond, uncond, cfg_scale=7.0, cfg_rescale=0.0)(x, sigma), plain)
+    rescaled = _cfg(den, cond, uncond, cfg_scale=7.0, cfg_rescale=1.0)(x, sigma)
+    to_v = lambda x0: (x / 10 - x0) * 10 ** 0.5 / 3.0
+    assert to_v(rescaled).std().item() == pytest.approx(to_v(den(x, sigma, cond)).std().item(), rel=1e-9)
+    ngms = _cfg(den, cond, uncond, cfg_scale=7.0, s_min_uncond=5.0)
+    ngms(x, sigma)
+    skipped = ngms(x, sigma)  # odd step below the threshold: cond only
+    torch.testing.assert_close(skipped, den(x, sigma, cond))
+    assert ngms.calls == [2, 1]
+
+
+def test_interrupt_returns_the_last_denoised():
+    spec, sched = resolve_sampler("Euler")
+    sigmas = get_sigmas(spec, sched, 10, SCHEDULE)
+    data = GaussianData((4, 8, 8))
+    seen = []
+    out = run_sampler(spec, lambda x, s: data(x.double(), s).float(), torch.randn(1, 4, 8, 8) * sigmas[0], sigmas,
+                      callback=lambda i, sigma, latent: seen.append((i, latent)), should_stop=lambda: len(seen) >= 3)
+    assert len(seen) == 3 and torch.equal(out, seen[-1][1])
