@@ -75,7 +75,14 @@ def _run_both(spec, schedule_name, model, x, steps=8, seeds=(11, 12)):
     kwargs = dict(spec.options)
     if "noise_sampler" in inspect.signature(ref_fn).parameters:
         kwargs["noise_sampler"] = _kd_noise(spec, x, sigmas, list(seeds))
-    expected = ref_fn(model, x.clone(), sigmas, disable=True, **kwargs)
+    if spec.id in ("dpm_fast", "dpm_adaptive"):  # k-diffusion's own signature: the sigma range (and n)
+        positive = sigmas[sigmas > 0]
+        kwargs.update(sigma_min=positive.min(), sigma_max=sigmas.max())
+        if spec.id == "dpm_fast":
+            kwargs["n"] = len(sigmas) - 1
+        expected = ref_fn(model, x.clone(), disable=True, **kwargs)
+    else:
+        expected = ref_fn(model, x.clone(), sigmas, disable=True, **kwargs)
     got = spec.function(model, x.clone(), sigmas, noise_sampler=_our_noise(spec, x, sigmas, list(seeds)), **spec.options)
     return got, expected
 

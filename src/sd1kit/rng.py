@@ -156,3 +156,11 @@ class ImageRNG:
         if not self._first_done:
             return self.first()
         return torch.stack([randn_from(g, self.shape, self.source, self.device) for g in self.generators])
+
+    def subset(self, i: int) -> "ImageRNG":
+        """A view on image i alone, sharing its generator (after `first()`)."""
+        view = ImageRNG.__new__(ImageRNG)
+        view.__dict__.update(self.__dict__)
+        view.seeds, view.generators = [self.seeds[i]], [self.generators[i]]
+        view.subseeds = None if self.subseeds is None else self.subseeds[i:i + 1]
+        return view

@@ -107,6 +107,13 @@ class CFGDenoiser:
         self.step += 1
         return denoised
 
+    def subset(self, i: int) -> "CFGDenoiser":
+        """Guidance for image i of the batch alone (its conds, uncond, image conditioning and mask)."""
+        part = lambda t: None if t is None else t[i:i + 1]
+        return CFGDenoiser(self.denoiser, lambda step: [self.conds_at(step)[i]], lambda step: self.uncond_at(step)[i:i + 1],
+                           self.cfg_scale, self.cfg_rescale, self.s_min_uncond, part(self.image_cond), part(self.mask),
+                           part(self.init_latent), self.step, self.calls)
+
     def _run(self, x_in, sigma_in, cond_tensors, uncond, image_in) -> torch.Tensor:
         tokens = {c.shape[1] for c in cond_tensors} | ({uncond.shape[1]} if uncond is not None else set())
         if len(tokens) == 1:  # one batched UNet call for cond and uncond

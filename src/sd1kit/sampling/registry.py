@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.sampling import dpm_solver as D
 from sd1kit.sampling import samplers as S
 from sd1kit.sampling import schedules as K
 
@@ -23,6 +24,7 @@ class SamplerSpec:
     second_order: bool = False  # two model calls a step: A1111 schedules prompts over 2x steps
     noise: str | None = None  # "rng" (fresh per-step noise, ENSD applies) or "brownian" (SDE)
     options: dict = field(default_factory=dict)
+    per_image: bool = False  # step sizes depend on the whole batch: run image by image so seeds reproduce
 
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
@@ -45,6 +47,8 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
                 second_order=True),
     SamplerSpec("DPM2 a", "dpm_2_ancestral", S.sample_dpm_2_ancestral, ("k_dpm_2_a",), scheduler="karras",
                 discard_penultimate=True, second_order=True, noise="rng"),
+    SamplerSpec("DPM fast", "dpm_fast", D.sample_dpm_fast, ("k_dpm_fast",), noise="rng"),
+    SamplerSpec("DPM adaptive", "dpm_adaptive", D.sample_dpm_adaptive, ("k_dpm_ad",), noise="rng", per_image=True),
     SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng"),
 )
 

@@ -31,11 +31,20 @@ def sampler_noise(spec: SamplerSpec, x: torch.Tensor, sigmas: torch.Tensor, rng:
 def run_sampler(spec: SamplerSpec, model, x: torch.Tensor, sigmas: torch.Tensor, rng: ImageRNG | None = None,
                 seeds: list[int] | None = None, eta: float | None = None, callback: ProgressCallback | None = None,
                 should_stop: Callable[[], bool] | None = None, **options) -> torch.Tensor:
-    """Sample from `x` (already scaled to sigmas[0]) with `spec`; stops cleanly when should_stop() is true."""
+    """Sample from `x` (already scaled to sigmas[0]) with `spec`; stops cleanly when should_stop() is true.
+
+    eta defaults to 1, A1111's "Eta for ancestral samplers", for every sampler that takes one.
+    """
+    if spec.per_image and x.shape[0] > 1:
+        return torch.cat([
+            run_sampler(spec, model.subset(i) if hasattr(model, "subset") else model, x[i:i + 1], sigmas,
+                        None if rng is None else rng.subset(i), None if seeds is None else seeds[i:i + 1], eta,
+                        callback, should_stop, **options)
+            for i in range(x.shape[0])])
     params = inspect.signature(spec.function).parameters
     kwargs = {k: v for k, v in {**spec.options, **options}.items() if k in params}
-    if eta is not None and "eta" in params:
-        kwargs["eta"] = eta
+    if "eta" in params:
+        kwargs["eta"] = 1.0 if eta is None else eta
     noise = sampler_noise(spec, x, sigmas, rng, seeds)
     if noise is None and spec.noise is not None:
         raise ValueError(f"{spec.name} needs an ImageRNG for its per-step noise")
