@@ -14,7 +14,7 @@ from sd1kit.rng import ImageRNG
 from sd1kit.sampling import schedules as K
 from sd1kit.sampling.denoisers import CFGDenoiser, Denoiser
 from sd1kit.sampling.noise import BrownianNoise
-from sd1kit.sampling.registry import SAMPLERS, SCHEDULES, get_sigmas, resolve_sampler
+from sd1kit.sampling.registry import SAMPLERS, SCHEDULES, get_sigmas, initial_latent, resolve_sampler
 from sd1kit.sampling.run import run_sampler
 
 KD = kdiffusion_ref.load()
@@ -61,7 +61,7 @@ def _our_noise(spec, x, sigmas, seeds):
 
 def _pairs():
     for spec in SAMPLERS:
-        if spec.id == "lcm":  # A1111's LCM is its own code, not k-diffusion's
+        if spec.id == "lcm" or spec.timesteps:  # A1111's own code, not k-diffusion's: tested below
             continue
         for schedule in {spec.scheduler or "uniform", "karras", "exponential"}:
             yield pytest.param(spec, schedule, id=f"{spec.id}-{schedule}")
@@ -204,8 +204,8 @@ def test_image_i_of_a_batch_equals_its_seed_alone(spec):
 
     def generate(batch_seeds):
         rng = ImageRNG((4, 8, 8), batch_seeds, source="CPU", eta_noise_seed_delta=31337)
-        x = rng.first() * sigmas[0]
-        return run_sampler(spec, model, x, sigmas, rng=rng, seeds=batch_seeds)
+        x = initial_latent(spec, rng.first(), sigmas)
+        return run_sampler(spec, model, x, sigmas, rng=rng, seeds=batch_seeds, schedule=SCHEDULE)
 
     batch = generate(seeds)
     for i, seed in enumerate(seeds):
@@ -288,3 +288,71 @@ def test_interrupt_returns_the_last_denoised():
     out = run_sampler(spec, lambda x, s: data(x.double(), s).float(), torch.randn(1, 4, 8, 8) * sigmas[0], sigmas,
                       callback=lambda i, sigma, latent: seen.append((i, latent)), should_stop=lambda: len(seen) >= 3)
     assert len(seen) == 3 and torch.equal(out, seen[-1][1])
+
+
+def _diffusers_ddim(model_eps, x_vp, steps, eta, noise):
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+    sched.alphas_cumprod = K.sd1_alphas_cumprod().double()
+    sched.final_alpha_cumprod = sched.alphas_cumprod[0]
+    sched.set_timesteps(steps)
+    for t in sched.timesteps:
+        x_vp = sched.step(model_eps(x_vp, int(t)), t, x_vp, eta=eta, variance_noise=noise() if eta else None).prev_sample
+    return x_vp
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.7])
+def test_ddim_matches_diffusers_ddim_scheduler(eta):
+    """A1111's DDIM (timesteps 1 + k*(1000//steps), last step onto timestep 0) = diffusers' DDIMScheduler with
+    "leading" spacing, steps_offset 1 and set_alpha_to_one False, on the same alphas_cumprod."""
+    data = GaussianData((4, 6, 6))
+    ac = K.sd1_alphas_cumprod().double()
+
+    def eps(x_vp, t):  # the epsilon our VE denoiser implies at timestep t
+        sigma = SCHEDULE.sigmas[t].double()
+        x_ve = x_vp / ac[t].sqrt()
+        return (x_ve - data(x_ve, sigma.reshape(1))) / sigma
+
+    noise = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    spec, sched = resolve_sampler("DDIM")
+    sigmas = get_sigmas(spec, sched, 10, SCHEDULE).double()
+    replay_a, replay_b = ReplayNoise(noise), ReplayNoise(noise)
+    got = spec.function(lambda x, s: data(x, s), initial_latent(spec, noise, sigmas), sigmas,
+                        noise_sampler=replay_a, eta=eta, schedule=SCHEDULE)
+    expected = _diffusers_ddim(eps, noise.clone(), 10, eta, lambda: replay_b(None, None))
+    assert torch.linalg.norm(got - expected) <= 1e-5 * torch.linalg.norm(expected)
+
+
+def test_plms_is_exact_for_point_data():
+    """With data at one point the exact epsilon makes every step exact: PLMS lands on sqrt(a_0) x0 + ..., the
+    VP latent at timestep 0, like DDIM."""
+    x0 = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    model = lambda x, sigma: x0.expand_as(x)
+    noise = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    outs = {}
+    for name in ("PLMS", "DDIM"):
+        spec, sched = resolve_sampler(name)
+        sigmas = get_sigmas(spec, sched, 20, SCHEDULE).double()
+        outs[name] = run_sampler(spec, model, initial_latent(spec, noise, sigmas), sigmas, schedule=SCHEDULE)
+    torch.testing.assert_close(outs["PLMS"], outs["DDIM"], rtol=1e-9, atol=1e-9)
+    ac0 = K.sd1_alphas_cumprod().double()[0]  # what is left: the sqrt(1 - a_0) share of noise at timestep 0
+    assert float((outs["DDIM"] - ac0.sqrt() * x0).abs().max()) <= (1 - ac0).sqrt() * float(noise.abs().max()) * 1.01
+
+
+def test_inpainting_unet_gets_its_image_conditioning():
+    from sd1kit.sampling.denoisers import unet_model
+
+    unet = tiny_modules(seed=4, in_channels=9).unet.double()
+    den = Denoiser(unet_model(unet), SCHEDULE)
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    sigma = torch.tensor([2.0], dtype=torch.float64)
+    context = torch.randn(1, 77, 32, dtype=torch.float64)
+    image_cond = torch.cat([torch.ones(1, 1, 8, 8), torch.randn(1, 4, 8, 8)], 1).double()
+    out = den(x, sigma, context, image_cond)
+    c_in = 1 / (sigma ** 2 + 1) ** 0.5
+    eps = unet(torch.cat([x * c_in, image_cond], 1), SCHEDULE.sigma_to_t(sigma), encoder_hidden_states=context).sample
+    torch.testing.assert_close(out, x - sigma * eps)
+    cfg = CFGDenoiser(den, lambda s: [[(context, 1.0)]], lambda s: context, cfg_scale=5.0, image_cond=image_cond)
+    torch.testing.assert_close(cfg(x, sigma), out)

@@ -17,6 +17,16 @@ RawModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | No
 PREDICTIONS = ("epsilon", "v")
 
 
+def unet_model(unet) -> RawModel:
+    """A diffusers UNet as a raw model. Inpainting UNets (9 input channels) get the mask and the masked image's
+    latent concatenated after the scaled latent, as LDM's c_concat does; instruct-pix2pix (8) the image latent."""
+    def run(x_in, t, context, image_cond):
+        if image_cond is not None:
+            x_in = torch.cat([x_in, image_cond.to(x_in.dtype)], dim=1)
+        return unet(x_in, t, encoder_hidden_states=context).sample
+    return run
+
+
 def _bc(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 

@@ -7,9 +7,12 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 from sd1kit.errors import Sd1kitError
 from sd1kit.sampling import dpm_solver as D
 from sd1kit.sampling import samplers as S
+from sd1kit.sampling import timesteps as T
 from sd1kit.sampling import schedules as K
 
 
@@ -25,6 +28,7 @@ class SamplerSpec:
     noise: str | None = None  # "rng" (fresh per-step noise, ENSD applies) or "brownian" (SDE)
     options: dict = field(default_factory=dict)
     per_image: bool = False  # step sizes depend on the whole batch: run image by image so seeds reproduce
+    timesteps: bool = False  # A1111's timestep samplers: their own discrete timesteps, no schedule choice
 
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
@@ -50,6 +54,8 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("DPM fast", "dpm_fast", D.sample_dpm_fast, ("k_dpm_fast",), noise="rng"),
     SamplerSpec("DPM adaptive", "dpm_adaptive", D.sample_dpm_adaptive, ("k_dpm_ad",), noise="rng", per_image=True),
     SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng"),
+    SamplerSpec("DDIM", "ddim", T.sample_ddim, ("ddim",), noise="rng", timesteps=True, options={"eta": 0.0}),
+    SamplerSpec("PLMS", "plms", T.sample_plms, ("plms",), timesteps=True),
 )
 
 
@@ -127,6 +133,8 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec
 def get_sigmas(sampler: SamplerSpec, schedule: ScheduleSpec, steps: int, model_schedule: K.DiscreteSchedule,
                discard_penultimate: bool | None = None, **options):
     """The sigmas A1111 would sample `steps` steps with (`KDiffusionSampler.get_sigmas`)."""
+    if sampler.timesteps:
+        return T.timestep_sigmas(steps, model_schedule)
     discard = sampler.discard_penultimate if discard_penultimate is None else discard_penultimate
     n = steps + 1 if discard else steps
     lo, hi = model_schedule.sigma_min, model_schedule.sigma_max
@@ -135,3 +143,11 @@ def get_sigmas(sampler: SamplerSpec, schedule: ScheduleSpec, steps: int, model_s
     else:
         sigmas = schedule.function(n, lo, hi, **options)
     return K.discard_penultimate(sigmas) if discard else sigmas
+
+
+def initial_latent(sampler: SamplerSpec, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """txt2img's starting latent: noise * sigma_max, or for the timestep samplers the latent whose VP form is
+    the noise itself, as A1111 starts them."""
+    if sampler.timesteps:
+        return noise * (1 + sigmas[0] ** 2) ** 0.5
+    return noise * sigmas[0]

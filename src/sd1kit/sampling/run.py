@@ -30,7 +30,7 @@ def sampler_noise(spec: SamplerSpec, x: torch.Tensor, sigmas: torch.Tensor, rng:
 
 def run_sampler(spec: SamplerSpec, model, x: torch.Tensor, sigmas: torch.Tensor, rng: ImageRNG | None = None,
                 seeds: list[int] | None = None, eta: float | None = None, callback: ProgressCallback | None = None,
-                should_stop: Callable[[], bool] | None = None, **options) -> torch.Tensor:
+                should_stop: Callable[[], bool] | None = None, schedule=None, **options) -> torch.Tensor:
     """Sample from `x` (already scaled to sigmas[0]) with `spec`; stops cleanly when should_stop() is true.
 
     eta defaults to 1, A1111's "Eta for ancestral samplers", for every sampler that takes one.
@@ -39,14 +39,18 @@ def run_sampler(spec: SamplerSpec, model, x: torch.Tensor, sigmas: torch.Tensor,
         return torch.cat([
             run_sampler(spec, model.subset(i) if hasattr(model, "subset") else model, x[i:i + 1], sigmas,
                         None if rng is None else rng.subset(i), None if seeds is None else seeds[i:i + 1], eta,
-                        callback, should_stop, **options)
+                        callback, should_stop, schedule, **options)
             for i in range(x.shape[0])])
     params = inspect.signature(spec.function).parameters
     kwargs = {k: v for k, v in {**spec.options, **options}.items() if k in params}
     if "eta" in params:
-        kwargs["eta"] = 1.0 if eta is None else eta
+        kwargs["eta"] = kwargs.get("eta", 1.0) if eta is None else eta
+    if "schedule" in params:
+        if schedule is None:
+            raise ValueError(f"{spec.name} needs the model's discrete schedule")
+        kwargs["schedule"] = schedule
     noise = sampler_noise(spec, x, sigmas, rng, seeds)
-    if noise is None and spec.noise is not None:
+    if noise is None and spec.noise is not None and kwargs.get("eta", 1.0):
         raise ValueError(f"{spec.name} needs an ImageRNG for its per-step noise")
     last = {"denoised": x}
 
