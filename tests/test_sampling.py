@@ -61,7 +61,7 @@ def _our_noise(spec, x, sigmas, seeds):
 
 def _pairs():
     for spec in SAMPLERS:
-        if spec.id == "lcm" or spec.timesteps:  # A1111's own code, not k-diffusion's: tested below
+        if spec.id in ("lcm", "restart") or spec.timesteps:  # A1111's own code, not k-diffusion's: tested below
             continue
         for schedule in {spec.scheduler or "uniform", "karras", "exponential"}:
             yield pytest.param(spec, schedule, id=f"{spec.id}-{schedule}")
@@ -356,3 +356,31 @@ def test_inpainting_unet_gets_its_image_conditioning():
     torch.testing.assert_close(out, x - sigma * eps)
     cfg = CFGDenoiser(den, lambda s: [[(context, 1.0)]], lambda s: context, cfg_scale=5.0, image_cond=image_cond)
     torch.testing.assert_close(cfg(x, sigma), out)
+
+
+def test_restart_below_20_steps_is_heun():
+    spec, sched = resolve_sampler("Restart")
+    heun, _ = resolve_sampler("Heun")
+    sigmas = get_sigmas(spec, sched, 12, SCHEDULE).double()
+    data = GaussianData((4, 6, 6))
+    x = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * sigmas[0]
+    torch.testing.assert_close(spec.function(data, x.clone(), sigmas), heun.function(data, x.clone(), sigmas))
+
+
+@pytest.mark.parametrize("steps, restarts", [(24, 1), (40, 2)])
+def test_restart_schedule_and_exactness(steps, restarts):
+    """A1111's plan: 9 (or steps // 4) restart steps, once (or twice from 36 steps); the model-call count
+    follows, and with an exact denoiser for point data the sample lands on the point."""
+    spec, sched = resolve_sampler("Restart")
+    sigmas = get_sigmas(spec, sched, steps, SCHEDULE).double()
+    x0 = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    calls, starts = [], []
+    model = lambda x, sigma: calls.append(float(sigma[0])) or x0.expand_as(x)
+    rng = ImageRNG((4, 6, 6), [3], source="CPU")
+    x = initial_latent(spec, rng.first().double(), sigmas)
+    out = run_sampler(spec, model, x, sigmas, rng=rng, callback=lambda i, s, d: starts.append(s))
+    restart_steps = 9 if steps < 36 else steps // 4
+    main = steps - restart_steps * restarts
+    assert len(starts) == main + restart_steps * restarts  # one callback per step
+    assert len(calls) == 2 * len(starts) - 1  # Heun: two calls a step but the last
+    torch.testing.assert_close(out, x0)

@@ -11,6 +11,7 @@ import torch
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.sampling import dpm_solver as D
+from sd1kit.sampling import restart as R
 from sd1kit.sampling import samplers as S
 from sd1kit.sampling import timesteps as T
 from sd1kit.sampling import schedules as K
@@ -53,6 +54,8 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
                 discard_penultimate=True, second_order=True, noise="rng"),
     SamplerSpec("DPM fast", "dpm_fast", D.sample_dpm_fast, ("k_dpm_fast",), noise="rng"),
     SamplerSpec("DPM adaptive", "dpm_adaptive", D.sample_dpm_adaptive, ("k_dpm_ad",), noise="rng", per_image=True),
+    SamplerSpec("Restart", "restart", R.sample_restart, ("restart",), scheduler="karras", second_order=True,
+                noise="rng"),
     SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng"),
     SamplerSpec("DDIM", "ddim", T.sample_ddim, ("ddim",), noise="rng", timesteps=True, options={"eta": 0.0}),
     SamplerSpec("PLMS", "plms", T.sample_plms, ("plms",), timesteps=True),
