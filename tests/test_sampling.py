@@ -384,3 +384,39 @@ def test_restart_schedule_and_exactness(steps, restarts):
     assert len(starts) == main + restart_steps * restarts  # one callback per step
     assert len(calls) == 2 * len(starts) - 1  # Heun: two calls a step but the last
     torch.testing.assert_close(out, x0)
+
+
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("steps", [4, 10])
+def test_unipc_matches_diffusers_unipc(variant, steps):
+    """The UniPC solver (order 3, lower order at the end, predictor + corrector) equals diffusers'
+    UniPCMultistepScheduler on the same grid (its integer timesteps, ending at timestep 0)."""
+    from diffusers import UniPCMultistepScheduler
+
+    data = GaussianData((4, 6, 6))
+    ac = K.sd1_alphas_cumprod().double()
+    sched = UniPCMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", solver_order=3,
+                                    solver_type=variant, lower_order_final=True, final_sigmas_type="sigma_min")
+    sched.alphas_cumprod = ac.float()
+    sched.set_timesteps(steps)
+    sig = SCHEDULE.sigmas.double()
+    sigmas = torch.cat([sig[sched.timesteps], sig[:1]])
+    noise = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def eps(x_vp, t):
+        x_ve = x_vp / ac[t].sqrt()
+        return (x_ve - data(x_ve, sig[t].reshape(1))) / sig[t]
+
+    expected = noise.clone()
+    for t in sched.timesteps:
+        expected = sched.step(eps(expected, int(t)), t, expected).prev_sample
+    spec, _ = resolve_sampler("UniPC")
+    got = spec.function(data, initial_latent(spec, noise, sigmas), sigmas, variant=variant)
+    assert torch.linalg.norm(got - expected) <= 1e-5 * torch.linalg.norm(expected)
+
+
+def test_unipc_grid_is_a1111s_time_uniform_grid():
+    sigmas = get_sigmas(*resolve_sampler("UniPC"), 10, SCHEDULE)
+    assert len(sigmas) == 11
+    assert float(sigmas[0]) == pytest.approx(SCHEDULE.sigma_max, rel=1e-6)  # t = 1: timestep 999
+    assert float(sigmas[-1]) == pytest.approx(SCHEDULE.sigma_min, rel=1e-6)  # t = 1/1000: timestep 0

@@ -14,6 +14,7 @@ from sd1kit.sampling import dpm_solver as D
 from sd1kit.sampling import restart as R
 from sd1kit.sampling import samplers as S
 from sd1kit.sampling import timesteps as T
+from sd1kit.sampling import unipc as U
 from sd1kit.sampling import schedules as K
 
 
@@ -30,6 +31,7 @@ class SamplerSpec:
     options: dict = field(default_factory=dict)
     per_image: bool = False  # step sizes depend on the whole batch: run image by image so seeds reproduce
     timesteps: bool = False  # A1111's timestep samplers: their own discrete timesteps, no schedule choice
+    sigma_grid: Callable | None = None  # (steps, schedule) -> sigmas, for the timestep samplers
 
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
@@ -57,8 +59,10 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("Restart", "restart", R.sample_restart, ("restart",), scheduler="karras", second_order=True,
                 noise="rng"),
     SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng"),
-    SamplerSpec("DDIM", "ddim", T.sample_ddim, ("ddim",), noise="rng", timesteps=True, options={"eta": 0.0}),
-    SamplerSpec("PLMS", "plms", T.sample_plms, ("plms",), timesteps=True),
+    SamplerSpec("DDIM", "ddim", T.sample_ddim, ("ddim",), noise="rng", timesteps=True, options={"eta": 0.0},
+                sigma_grid=T.timestep_sigmas),
+    SamplerSpec("PLMS", "plms", T.sample_plms, ("plms",), timesteps=True, sigma_grid=T.timestep_sigmas),
+    SamplerSpec("UniPC", "unipc", U.sample_unipc, ("unipc",), timesteps=True, sigma_grid=U.unipc_sigmas),
 )
 
 
@@ -137,7 +141,7 @@ def get_sigmas(sampler: SamplerSpec, schedule: ScheduleSpec, steps: int, model_s
                discard_penultimate: bool | None = None, **options):
     """The sigmas A1111 would sample `steps` steps with (`KDiffusionSampler.get_sigmas`)."""
     if sampler.timesteps:
-        return T.timestep_sigmas(steps, model_schedule)
+        return sampler.sigma_grid(steps, model_schedule)
     discard = sampler.discard_penultimate if discard_penultimate is None else discard_penultimate
     n = steps + 1 if discard else steps
     lo, hi = model_schedule.sigma_min, model_schedule.sigma_max
