@@ -420,3 +420,26 @@ def test_unipc_grid_is_a1111s_time_uniform_grid():
     assert len(sigmas) == 11
     assert float(sigmas[0]) == pytest.approx(SCHEDULE.sigma_max, rel=1e-6)  # t = 1: timestep 999
     assert float(sigmas[-1]) == pytest.approx(SCHEDULE.sigma_min, rel=1e-6)  # t = 1/1000: timestep 0
+
+
+def test_lcm_sees_the_model_through_lcms_50_timesteps():
+    from sd1kit.sampling.lcm import LCMDenoiser
+
+    spec, sched = resolve_sampler("LCM")
+    sigmas = get_sigmas(spec, sched, 4, SCHEDULE)
+    full = SCHEDULE.sigmas
+    assert len(sigmas) == 5 and float(sigmas[-1]) == 0
+    assert float(sigmas[0]) == pytest.approx(float(full[999]), rel=1e-5)  # float32 log-sigma interpolation
+    assert float(sigmas[-2]) == pytest.approx(float(full[19]), rel=1e-5)
+    seen = []
+
+    def raw(x_in, t, context, image_cond):
+        seen.append(int(t[0]))
+        return torch.zeros_like(x_in)
+
+    den = LCMDenoiser(raw, SCHEDULE)
+    x = torch.randn(1, 4, 8, 8)
+    out = den(x, sigmas[1:2])
+    assert seen[0] % 20 == 19  # a real LCM timestep
+    scaled = seen[0] * 10.0
+    torch.testing.assert_close(out, x * (scaled / (scaled ** 2 + 0.25) ** 0.5 + 0.25 / (scaled ** 2 + 0.25)))

@@ -11,6 +11,7 @@ import torch
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.sampling import dpm_solver as D
+from sd1kit.sampling import lcm as L
 from sd1kit.sampling import restart as R
 from sd1kit.sampling import samplers as S
 from sd1kit.sampling import timesteps as T
@@ -31,7 +32,8 @@ class SamplerSpec:
     options: dict = field(default_factory=dict)
     per_image: bool = False  # step sizes depend on the whole batch: run image by image so seeds reproduce
     timesteps: bool = False  # A1111's timestep samplers: their own discrete timesteps, no schedule choice
-    sigma_grid: Callable | None = None  # (steps, schedule) -> sigmas, for the timestep samplers
+    sigma_grid: Callable | None = None  # (steps, schedule) -> sigmas, where the sampler fixes its own
+    denoiser: str = "standard"  # "lcm": the model is seen through LCM's timesteps and scalings
 
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
@@ -58,7 +60,7 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("DPM adaptive", "dpm_adaptive", D.sample_dpm_adaptive, ("k_dpm_ad",), noise="rng", per_image=True),
     SamplerSpec("Restart", "restart", R.sample_restart, ("restart",), scheduler="karras", second_order=True,
                 noise="rng"),
-    SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng"),
+    SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng", sigma_grid=L.lcm_sigmas, denoiser="lcm"),
     SamplerSpec("DDIM", "ddim", T.sample_ddim, ("ddim",), noise="rng", timesteps=True, options={"eta": 0.0},
                 sigma_grid=T.timestep_sigmas),
     SamplerSpec("PLMS", "plms", T.sample_plms, ("plms",), timesteps=True, sigma_grid=T.timestep_sigmas),
@@ -140,7 +142,7 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec
 def get_sigmas(sampler: SamplerSpec, schedule: ScheduleSpec, steps: int, model_schedule: K.DiscreteSchedule,
                discard_penultimate: bool | None = None, **options):
     """The sigmas A1111 would sample `steps` steps with (`KDiffusionSampler.get_sigmas`)."""
-    if sampler.timesteps:
+    if sampler.sigma_grid is not None:
         return sampler.sigma_grid(steps, model_schedule)
     discard = sampler.discard_penultimate if discard_penultimate is None else discard_penultimate
     n = steps + 1 if discard else steps
