@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from sd1kit.sampling.samplers import _d, _ones, _report
+from sd1kit.sampling.samplers import _d, _ones, _report, heun_step
 from sd1kit.sampling.schedules import get_sigmas_karras
 
 
@@ -44,10 +44,6 @@ def sample_restart(model, x, sigmas, callback=None, noise_sampler=None, s_noise=
         denoised = model(x, old * _ones(x))
         d = _d(x, old, denoised)
         _report(callback, x, i, new, old, denoised)
-        if new == 0:
-            x = x + d * (new - old)
-        else:
-            x_2 = x + d * (new - old)
-            x = x + (d + _d(x_2, new, model(x_2, new * _ones(x)))) / 2 * (new - old)
+        x = x + d * (new - old) if new == 0 else heun_step(model, x, d, old, new)
         last = new
     return x

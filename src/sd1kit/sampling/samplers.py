@@ -55,73 +55,46 @@ def sample_euler(model, x, sigmas, callback=None, noise_sampler=None, s_churn=0.
 
 
 @torch.no_grad()
-def sample_euler_ancestral(model, x, sigmas, callback=None, noise_sampler=None, eta=1.0, s_noise=1.0):
-    """Euler steps down to sigma_down, then fresh noise up to sigma_next ("Euler a")."""
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * _ones(x))
-        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        _report(callback, x, i, sigmas[i], sigmas[i], denoised)
-        x = x + _d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
-        if sigmas[i + 1] > 0:
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
-    return x
-
-
-@torch.no_grad()
 def sample_heun(model, x, sigmas, callback=None, noise_sampler=None, s_churn=0.0, s_tmin=0.0,
                 s_tmax=float("inf"), s_noise=1.0):
-    """Heun steps, Algorithm 2 of Karras et al. (2022); an Euler step into sigma = 0."""
-    for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(x, sigmas, i, noise_sampler, s_churn, s_tmin, s_tmax, s_noise)
-        denoised = model(x, sigma_hat * _ones(x))
-        d = _d(x, sigma_hat, denoised)
-        _report(callback, x, i, sigmas[i], sigma_hat, denoised)
-        dt = sigmas[i + 1] - sigma_hat
-        if sigmas[i + 1] == 0:
-            x = x + d * dt
-            continue
-        x_2 = x + d * dt
-        denoised_2 = model(x_2, sigmas[i + 1] * _ones(x))
-        x = x + (d + _d(x_2, sigmas[i + 1], denoised_2)) / 2 * dt
-    return x
+    """Heun steps, Algorithm 2 of Karras et al. (2022)."""
+    return _second_order(heun_step, model, x, sigmas, callback, noise_sampler, s_churn, s_tmin, s_tmax, s_noise)
 
 
 @torch.no_grad()
 def sample_dpm_2(model, x, sigmas, callback=None, noise_sampler=None, s_churn=0.0, s_tmin=0.0,
                  s_tmax=float("inf"), s_noise=1.0):
     """DPM-Solver-2 (Lu et al. 2022) in Karras' form: a midpoint in log sigma."""
-    for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(x, sigmas, i, noise_sampler, s_churn, s_tmin, s_tmax, s_noise)
-        denoised = model(x, sigma_hat * _ones(x))
-        d = _d(x, sigma_hat, denoised)
-        _report(callback, x, i, sigmas[i], sigma_hat, denoised)
-        if sigmas[i + 1] == 0:
-            x = x + d * (sigmas[i + 1] - sigma_hat)
-            continue
-        sigma_mid = sigma_hat.log().lerp(sigmas[i + 1].log(), 0.5).exp()
-        x_2 = x + d * (sigma_mid - sigma_hat)
-        denoised_2 = model(x_2, sigma_mid * _ones(x))
-        x = x + _d(x_2, sigma_mid, denoised_2) * (sigmas[i + 1] - sigma_hat)
-    return x
+    return _second_order(dpm2_step, model, x, sigmas, callback, noise_sampler, s_churn, s_tmin, s_tmax, s_noise)
 
 
-@torch.no_grad()
-def sample_dpm_2_ancestral(model, x, sigmas, callback=None, noise_sampler=None, eta=1.0, s_noise=1.0):
-    """DPM-Solver-2 down to sigma_down, then fresh noise ("DPM2 a")."""
+def euler_step(model, x, d, sigma, sigma_next):
+    return x + d * (sigma_next - sigma)
+
+
+def _ancestral(step, model, x, sigmas, callback, noise_sampler, eta, s_noise):
+    """Step deterministically down to sigma_down, then add sigma_up of fresh noise (k-diffusion's ancestral form)."""
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * _ones(x))
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         _report(callback, x, i, sigmas[i], sigmas[i], denoised)
         d = _d(x, sigmas[i], denoised)
-        if sigma_down == 0:
-            x = x + d * (sigma_down - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(torch.as_tensor(sigma_down).log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            denoised_2 = model(x_2, sigma_mid * _ones(x))
-            x = x + _d(x_2, sigma_mid, denoised_2) * (sigma_down - sigmas[i])
-        x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+        x = euler_step(model, x, d, sigmas[i], sigma_down) if sigma_down == 0 else step(model, x, d, sigmas[i], sigma_down)
+        if sigmas[i + 1] > 0:
+            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
+
+
+@torch.no_grad()
+def sample_euler_ancestral(model, x, sigmas, callback=None, noise_sampler=None, eta=1.0, s_noise=1.0):
+    """Euler steps with ancestral noise ("Euler a")."""
+    return _ancestral(euler_step, model, x, sigmas, callback, noise_sampler, eta, s_noise)
+
+
+@torch.no_grad()
+def sample_dpm_2_ancestral(model, x, sigmas, callback=None, noise_sampler=None, eta=1.0, s_noise=1.0):
+    """DPM-Solver-2 steps with ancestral noise ("DPM2 a")."""
+    return _ancestral(dpm2_step, model, x, sigmas, callback, noise_sampler, eta, s_noise)
 
 
 def _lms_coefficient(order: int, t, i: int, j: int) -> float:
