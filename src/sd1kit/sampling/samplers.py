@@ -54,6 +54,32 @@ def sample_euler(model, x, sigmas, callback=None, noise_sampler=None, s_churn=0.
     return x
 
 
+def heun_step(model, x, d, sigma, sigma_next):
+    """Heun's (trapezoidal) step from sigma to sigma_next, d being the derivative at sigma."""
+    x_2 = x + d * (sigma_next - sigma)
+    return x + (d + _d(x_2, sigma_next, model(x_2, sigma_next * _ones(x)))) / 2 * (sigma_next - sigma)
+
+
+def dpm2_step(model, x, d, sigma, sigma_next):
+    """DPM-Solver-2's step: the derivative at the midpoint in log sigma."""
+    sigma_mid = sigma.log().lerp(torch.as_tensor(sigma_next).log(), 0.5).exp()
+    x_2 = x + d * (sigma_mid - sigma)
+    return x + _d(x_2, sigma_mid, model(x_2, sigma_mid * _ones(x))) * (sigma_next - sigma)
+
+
+def _second_order(step, model, x, sigmas, callback, noise_sampler, s_churn, s_tmin, s_tmax, s_noise):
+    for i in range(len(sigmas) - 1):
+        x, sigma_hat = _churn(x, sigmas, i, noise_sampler, s_churn, s_tmin, s_tmax, s_noise)
+        denoised = model(x, sigma_hat * _ones(x))
+        d = _d(x, sigma_hat, denoised)
+        _report(callback, x, i, sigmas[i], sigma_hat, denoised)
+        if sigmas[i + 1] == 0:  # an Euler step into sigma = 0
+            x = x + d * (sigmas[i + 1] - sigma_hat)
+        else:
+            x = step(model, x, d, sigma_hat, sigmas[i + 1])
+    return x
+
+
 @torch.no_grad()
 def sample_heun(model, x, sigmas, callback=None, noise_sampler=None, s_churn=0.0, s_tmin=0.0,
                 s_tmax=float("inf"), s_noise=1.0):
