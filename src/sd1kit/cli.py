@@ -102,6 +102,59 @@ def _print_prompt(result: dict) -> None:
         print(f"embedding: {emb['name']} ({emb['vectors']} vectors, hash {emb['hash']})")
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        return w, h
+    except ValueError:
+        raise Sd1kitError("--size", f"expected WIDTHxHEIGHT, e.g. 512x768, not {text!r}") from None
+
+
+def _cmd_generate(args) -> int:
+    import signal
+
+    import torch
+    from tqdm import tqdm
+
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.request import GenerationRequest
+    from sd1kit.pipeline.save import save_png
+
+    width, height = _parse_size(args.size)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    request = GenerationRequest(
+        prompt=args.prompt, negative_prompt=args.negative, model=args.model, sampler=args.sampler,
+        schedule=args.schedule, steps=args.steps, cfg_scale=args.cfg, cfg_rescale=args.cfg_rescale, seed=args.seed,
+        subseed=args.subseed, subseed_strength=args.subseed_strength, width=width, height=height,
+        batch_size=args.batch_size, batch_count=args.batch_count, clip_skip=args.clip_skip, eta=args.eta,
+        ensd=args.ensd, rng=args.rng, prediction=args.prediction, zero_terminal_snr=args.ztsnr,
+        init_image=Path(args.init) if args.init else None, denoising_strength=args.denoise)
+    if request.steps < 1 or request.batch_size < 1 or request.batch_count < 1:
+        raise Sd1kitError("--steps", "steps, batch size and batch count must be at least 1")
+    from sd1kit.sampling.registry import resolve_sampler
+
+    resolve_sampler(request.sampler, request.schedule)  # a bad name fails before any model is loaded
+    model = load_model(args.model, device=device, dtype=dtype, prediction=args.prediction,
+                       zero_terminal_snr=args.ztsnr)
+    stop = {"asked": False}
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.update(asked=True))
+    total = request.steps * request.batch_count
+    try:
+        with tqdm(total=total, unit="step", file=sys.stderr, disable=args.quiet) as bar:
+            result = generate(request, model, callback=lambda i, sigma, latent: bar.update(1),
+                              should_stop=lambda: stop["asked"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for warning in result.warnings:
+        print(f"sd1kit: warning: {warning}", file=sys.stderr)
+    for item in result.images:
+        path = save_png(item.image, item.infotext, Path(args.out), item.seed, request.prompt)
+        print(f"wrote {path}" + (" (interrupted)" if item.interrupted else ""))
+    return 130 if stop["asked"] else 0
+
+
 def _cmd_tiny_model(args) -> int:
     from sd1kit.dev.tiny import write_tiny_model
 
@@ -112,11 +165,23 @@ def _cmd_tiny_model(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """The main job until generation lands: build a tiny EasyFluff-style model, inspect it, convert it."""
+    """The main job on a fresh machine: generate with the built-in tiny model, then inspect and convert tiny
+    models written as the real distributions write them."""
     from sd1kit.convert import convert
     from sd1kit.dev.tiny import write_tiny_model
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.request import GenerationRequest
+    from sd1kit.pipeline.save import save_png
     from sd1kit.report import format_human, inspect_path
 
+    request = GenerationRequest(prompt="masterpiece, best quality, 1girl, (cherry blossoms:1.2)",
+                                negative_prompt="lowres, bad anatomy", sampler="DPM++ 2M Karras", steps=12,
+                                width=256, height=256, seed=1234)
+    result = generate(request, load_model(None))
+    for item in result.images:
+        path = save_png(item.image, item.infotext, Path(args.out), item.seed, request.prompt)
+        print(f"wrote {path}\n{item.infotext}\n")
     with tempfile.TemporaryDirectory(prefix="sd1kit-demo-") as tmp:
         model = write_tiny_model(Path(tmp) / "tiny-easyfluff.safetensors", layout="easyfluff")
         print(format_human(inspect_path(model, use_cache=False)))
@@ -169,7 +234,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_prompt)
 
-    p = sub.add_parser("demo", help="build a tiny built-in model and show what sd1kit does with it")
+    p = sub.add_parser("generate", help="txt2img / img2img with A1111's semantics; PNG with the infotext")
+    p.add_argument("prompt", nargs="?", default="")
+    p.add_argument("--negative", default="")
+    p.add_argument("--model", help="checkpoint file or diffusers folder (default: the built-in tiny model)")
+    p.add_argument("--sampler", default="Euler a")
+    p.add_argument("--schedule", default="Automatic", help="A1111 schedule type (Karras, Exponential, ...)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=7.0)
+    p.add_argument("--cfg-rescale", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=-1)
+    p.add_argument("--subseed", type=int, default=-1)
+    p.add_argument("--subseed-strength", type=float, default=0.0)
+    p.add_argument("--size", default="512x512")
+    p.add_argument("--clip-skip", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-count", type=int, default=1)
+    p.add_argument("--eta", type=float)
+    p.add_argument("--ensd", type=int, default=0, help="eta noise seed delta (NovelAI: 31337)")
+    p.add_argument("--rng", choices=("GPU", "CPU", "NV"), default="GPU")
+    p.add_argument("--init", help="init image for img2img")
+    p.add_argument("--denoise", type=float, default=0.75)
+    p.add_argument("--prediction", choices=("epsilon", "v"))
+    p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="outputs")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("demo", help="generate with the built-in tiny model, inspect and convert tiny models")
+    p.add_argument("--out", default="outputs")
     p.set_defaults(func=_cmd_demo)
 
     dev = sub.add_parser("dev", help="developer tools").add_subparsers(dest="dev_command", required=True)

@@ -1,0 +1,165 @@
+"""txt2img and img2img as A1111 runs them: prompt schedules per step (over twice the steps for second-order
+samplers), AND, CFG, per-image seeds, A1111's img2img step arithmetic, decode, infotext."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from sd1kit import __version__
+from sd1kit.errors import Sd1kitError
+from sd1kit.metadata.infotext import create_infotext
+from sd1kit.pipeline import images
+from sd1kit.pipeline.model import LoadedModel
+from sd1kit.pipeline.request import GenerationRequest
+from sd1kit.prompts.compose import split_and
+from sd1kit.prompts.encode import PromptEncoder
+from sd1kit.prompts.extra_networks import parse_extra_networks
+from sd1kit.rng import ImageRNG
+from sd1kit.sampling.denoisers import CFGDenoiser, Denoiser, unet_model
+from sd1kit.sampling.lcm import LCMDenoiser
+from sd1kit.sampling.registry import SamplerSpec, get_sigmas, initial_latent, resolve_sampler
+from sd1kit.sampling.run import run_sampler
+
+SEED_MAX = 4294967294
+
+
+@dataclass
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    subseed: int
+    infotext: str
+    interrupted: bool = False
+
+
+@dataclass
+class Result:
+    images: list[GeneratedImage] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_seed(seed: int) -> int:
+    return random.randrange(SEED_MAX) if seed is None or seed < 0 else int(seed)
+
+
+def _round_size(request: GenerationRequest, warnings: list[str]) -> tuple[int, int]:
+    w, h = request.width - request.width % 8, request.height - request.height % 8
+    if (w, h) != (request.width, request.height):
+        warnings.append(f"size {request.width}x{request.height} rounded down to {w}x{h} (multiples of 8)")
+    if w < 64 or h < 64:
+        raise Sd1kitError("size", f"{request.width}x{request.height} is too small (at least 64x64)")
+    return w, h
+
+
+def _schedule_at(schedule: list[tuple[int, torch.Tensor]], step: int) -> torch.Tensor:
+    """A1111's reconstruct_cond_batch: the first entry whose end step is >= the current step."""
+    return next((cond for until, cond in schedule if step <= until), schedule[-1][1])
+
+
+def _denoiser(model: LoadedModel, spec: SamplerSpec):
+    raw = unet_model(model.modules.unet)
+    if spec.denoiser == "lcm":
+        return LCMDenoiser(raw, model.schedule)
+    return Denoiser(raw, model.schedule, model.prediction)
+
+
+def _schedule_label(request: GenerationRequest, spec: SamplerSpec, sched) -> str:
+    """What the request chose: "Automatic" stays (it means the same sampler default everywhere), a schedule
+    named or implied by a legacy sampler name ("Euler a Karras") is written out."""
+    plain = request.sampler.strip().lower() in (spec.name.lower(), spec.id, *spec.aliases)
+    return request.schedule if plain and request.schedule == "Automatic" else sched.name
+
+
+def _params(request, spec, schedule_name, model, seed, subseed, w, h, extra) -> dict:
+    return {
+        "Steps": request.steps, "Sampler": spec.name, "Schedule type": schedule_name,
+        "CFG scale": request.cfg_scale, "Seed": seed, "Size": f"{w}x{h}",
+        "Model hash": model.short_hash, "Model": model.name,
+        "Variation seed": subseed if request.subseed_strength else None,
+        "Variation seed strength": request.subseed_strength or None,
+        "Seed resize from": "{}x{}".format(*request.seed_resize_from) if request.seed_resize_from else None,
+        "Denoising strength": request.denoising_strength if request.init_image else None,
+        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "ENSD": request.ensd if request.ensd and spec.noise == "rng" else None,
+        "RNG": request.rng if request.rng != "GPU" else None,
+        "NGMS": request.s_min_uncond or None,
+        "Eta": request.eta if request.eta is not None and request.eta != spec.options.get("eta", 1.0) else None,
+        "CFG Rescale phi": request.cfg_rescale or None,
+        "Noise Schedule": "Zero Terminal SNR" if model.zero_terminal_snr else None,
+        **extra, "Version": f"sd1kit {__version__}",
+    }
+
+
+def generate(request: GenerationRequest, model: LoadedModel, callback: Callable | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Result:
+    result = Result(warnings=list(model.warnings))
+    spec, sched = resolve_sampler(request.sampler, request.schedule)
+    w, h = _round_size(request, result.warnings)
+    text, networks = parse_extra_networks(request.prompt)
+    neg_text, neg_networks = parse_extra_networks(request.negative_prompt)
+    if networks or neg_networks:
+        result.warnings.append("extra networks (" + ", ".join(n.tag for n in networks + neg_networks)
+                               + ") are not applied: this version of sd1kit does not load LoRA/LyCORIS yet")
+    encoder = PromptEncoder(model.modules.text_encoder, model.tokenizer, clip_skip=request.clip_skip,
+                            emphasis=request.emphasis)
+    cond_steps = request.steps * (2 if spec.second_order else 1)  # A1111's fix for second-order samplers
+    parts = [(encoder.encode_schedule(t, cond_steps), weight) for t, weight in split_and(text)]
+    uncond = encoder.encode_schedule(neg_text, cond_steps)
+    init = None
+    if request.init_image is not None:
+        picture = images.load_image(request.init_image, w, h)
+        init = images.encode(model.modules.vae, picture, model.latent_scale)
+    seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
+    for batch in range(request.batch_count):
+        seeds = [seed + batch * request.batch_size + i for i in range(request.batch_size)]
+        subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]
+        latents, interrupted = _sample(request, model, spec, sched, parts, uncond, seeds, subseeds, w, h, init,
+                                       callback, should_stop)
+        pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale)
+        if retried:
+            result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
+        for s, sub, picture in zip(seeds, subseeds, pictures):
+            info = create_infotext(request.prompt, request.negative_prompt,
+                                   _params(request, spec, _schedule_label(request, spec, sched), model, s, sub, w, h,
+                                           request.extra))
+            result.images.append(GeneratedImage(picture, s, sub, info, interrupted))
+        if interrupted:
+            break
+    return result
+
+
+def _sample(request, model, spec, sched, parts, uncond, seeds, subseeds, w, h, init, callback, should_stop):
+    n = len(seeds)
+    device = model.device
+    rng = ImageRNG((4, h // 8, w // 8), seeds, source=request.rng, device=device,
+                   subseeds=subseeds if request.subseed_strength else None, subseed_strength=request.subseed_strength,
+                   seed_resize_from=request.seed_resize_from, eta_noise_seed_delta=request.ensd)
+    steps = request.steps
+    sigmas = get_sigmas(spec, sched, steps, model.schedule).to(device)
+    noise = rng.first().float()
+    if init is None:
+        x = initial_latent(spec, noise, sigmas)
+    else:  # A1111: t_enc = int(min(strength, 0.999) * steps); sample the last t_enc + 1 sigmas
+        if spec.timesteps:
+            raise Sd1kitError("sampler", f"img2img with {spec.name} is not supported yet; use a k-diffusion sampler")
+        t_enc = int(min(request.denoising_strength, 0.999) * steps)
+        sigmas = sigmas[len(sigmas) - t_enc - 2:]
+        x = init.expand(n, -1, -1, -1) + noise * sigmas[0]
+    conds_at = lambda step: [[(_schedule_at(s, step), wt) for s, wt in parts] for _ in range(n)]
+    uncond_at = lambda step: _schedule_at(uncond, step).expand(n, -1, -1)
+    cfg = CFGDenoiser(_denoiser(model, spec), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
+                      request.s_min_uncond)
+    stopped = {"flag": False}
+
+    def stop() -> bool:
+        stopped["flag"] = bool(should_stop and should_stop())
+        return stopped["flag"]
+
+    out = run_sampler(spec, cfg, x, sigmas, rng=rng, seeds=seeds, eta=request.eta, callback=callback,
+                      should_stop=stop, schedule=model.schedule, s_noise=request.s_noise)
+    return out, stopped["flag"]

@@ -1,0 +1,95 @@
+"""A loaded SD1 checkpoint: runtime modules, its noise schedule and parameterisation, its identity (file name and
+hashes, as infotexts name it). Loaded once per file identity and kept."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.models.build import SD1Modules, load_modules
+from sd1kit.models.tokenizer import clip_tokenizer
+from sd1kit.report import inspect_path
+from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
+
+BUILTIN_NAME = "sd1kit-tiny"
+
+
+@dataclass
+class LoadedModel:
+    name: str  # A1111's "Model": the file stem
+    path: Path | None
+    short_hash: str | None  # A1111's "Model hash"
+    modules: SD1Modules
+    prediction: str
+    zero_terminal_snr: bool
+    schedule: DiscreteSchedule
+    device: torch.device
+    dtype: torch.dtype
+    warnings: list[str]
+
+    @property
+    def tokenizer(self):
+        return clip_tokenizer()
+
+    @property
+    def latent_scale(self) -> float:
+        return self.modules.vae.config.scaling_factor
+
+
+def _place(modules: SD1Modules, device: torch.device, dtype: torch.dtype) -> SD1Modules:
+    for module in (modules.unet, modules.vae, modules.text_encoder):
+        first = next(module.parameters(), None) if module is not None else None
+        if first is not None and (first.device != device or first.dtype != dtype):
+            module.to(device=device, dtype=dtype)
+    return modules
+
+
+def _builtin() -> tuple[SD1Modules, list[str]]:
+    from sd1kit.dev.tiny import tiny_modules
+
+    return tiny_modules(seed=0), ["no --model given: the built-in tiny random-weight model runs (it does not draw)"]
+
+
+_CACHE: dict[tuple, LoadedModel] = {}
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32, prediction: str | None = None,
+               zero_terminal_snr: bool | None = None) -> LoadedModel:
+    """Load (or reuse) a checkpoint for generation. Refuses what is not a runnable SD1 checkpoint."""
+    device = torch.device(device)
+    identity = None
+    if path is not None:
+        st = Path(path).stat() if Path(path).exists() else None
+        identity = (str(Path(path).resolve()), st.st_size if st else None, st.st_mtime_ns if st else None)
+    key = (identity, str(device), dtype, prediction, zero_terminal_snr)
+    if key in _CACHE:
+        return _CACHE[key]
+    if path is None:
+        modules, warnings = _builtin()
+        name, short, pred, ztsnr = BUILTIN_NAME, None, prediction or "epsilon", bool(zero_terminal_snr)
+    else:
+        ins = inspect_path(path, prediction=prediction, ztsnr=zero_terminal_snr)
+        if ins.refusal:
+            raise Sd1kitError(path, ins.refusal)
+        d = ins.detection
+        if d.kind != "checkpoint":
+            raise Sd1kitError(path, f"a {d.kind} file, not a checkpoint to generate with")
+        missing = [c for c in ("unet", "vae", "text_encoder") if not d.components[c]["present"]]
+        if missing:
+            raise Sd1kitError(path, f"checkpoint without {', '.join(missing)}: pass a complete checkpoint")
+        modules = load_modules(ins.source.load_state_dict(), where=str(path))
+        warnings = list(ins.warnings)
+        name, short = Path(path).stem if Path(path).is_file() else Path(path).name, \
+            (ins.hashes or {}).get("a1111_short")
+        pred, ztsnr = d.prediction, d.zero_terminal_snr
+    schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
+    loaded = LoadedModel(name, Path(path) if path else None, short, _place(modules, device, dtype), pred, ztsnr,
+                         schedule, device, dtype, warnings)
+    _CACHE.clear()  # one model resident at a time: SD1 checkpoints are 2-4 GB
+    _CACHE[key] = loaded
+    return loaded

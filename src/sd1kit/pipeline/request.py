@@ -1,0 +1,41 @@
+"""GenerationRequest: everything that decides a picture, in A1111's terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str | None = None  # path; None = the built-in tiny model
+    sampler: str = "Euler a"
+    schedule: str = "Automatic"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    cfg_rescale: float = 0.0
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from: tuple[int, int] | None = None
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    batch_count: int = 1
+    clip_skip: int = 1
+    eta: float | None = None
+    s_noise: float = 1.0
+    s_min_uncond: float = 0.0
+    ensd: int = 0
+    rng: str = "GPU"  # A1111's randn_source: GPU, CPU or NV
+    prediction: str | None = None  # override: "epsilon" or "v"
+    zero_terminal_snr: bool | None = None  # override
+    init_image: Path | None = None  # img2img
+    denoising_strength: float = 0.75
+    emphasis: str = "original"
+    extra: dict = field(default_factory=dict)  # extra infotext parameters carried through
+
+    def with_(self, **changes) -> "GenerationRequest":
+        return replace(self, **changes)

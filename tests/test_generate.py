@@ -1,0 +1,112 @@
+"""End to end on tiny SD1-topology models: txt2img, img2img, batches, seeds, v-prediction, PNG + infotext, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sd1kit.pipeline import images
+from sd1kit.pipeline.generate import generate
+from sd1kit.pipeline.model import load_model
+from sd1kit.pipeline.request import GenerationRequest
+
+BASE = GenerationRequest(prompt="masterpiece, (1girl:1.2), [cat:dog:0.5]", negative_prompt="lowres",
+                         steps=4, width=64, height=64, seed=1234)
+
+
+@pytest.fixture(scope="module")
+def sd15(tiny_models):
+    return load_model(tiny_models["sd15"])
+
+
+def _pixels(result):
+    return [np.asarray(i.image) for i in result.images]
+
+
+def test_txt2img_is_reproducible_and_names_the_model(sd15, tiny_models):
+    a, b = generate(BASE, sd15), generate(BASE, sd15)
+    assert all(np.array_equal(x, y) for x, y in zip(_pixels(a), _pixels(b)))
+    info = a.images[0].infotext
+    import hashlib
+
+    short = hashlib.sha256(tiny_models["sd15"].read_bytes()).hexdigest()[:10]
+    assert f"Model hash: {short}" in info and "Model: sd15-pruned-fp16" in info
+    assert info.startswith(BASE.prompt + "\nNegative prompt: lowres\nSteps: 4, Sampler: Euler a")
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE", "DPM++ 2M Karras", "DDIM"])
+def test_image_i_of_a_batch_equals_its_seed_alone(sd15, sampler):
+    request = BASE.with_(sampler=sampler, batch_size=3, ensd=31337)
+    batch = _pixels(generate(request, sd15))
+    for i in range(3):
+        alone = _pixels(generate(request.with_(batch_size=1, seed=BASE.seed + i), sd15))[0]
+        assert np.abs(batch[i].astype(int) - alone.astype(int)).max() <= 1  # batched convolutions may round apart
+
+
+def test_batch_count_continues_the_seeds(sd15):
+    result = generate(BASE.with_(batch_count=2, batch_size=2), sd15)
+    assert [i.seed for i in result.images] == [1234, 1235, 1236, 1237]
+    assert "Seed: 1236" in result.images[2].infotext
+
+
+def test_v_prediction_model_runs_as_v(tiny_models):
+    model = load_model(tiny_models["easyfluff"])
+    assert model.prediction == "v"
+    result = generate(BASE.with_(cfg_rescale=0.7), model)
+    assert "CFG Rescale phi: 0.7" in result.images[0].infotext
+    assert np.isfinite(np.asarray(result.images[0].image)).all()
+
+
+def test_img2img_starts_from_the_picture(sd15, tmp_path):
+    picture = Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
+    picture.save(tmp_path / "init.png")
+    seen = []
+    result = generate(BASE.with_(init_image=tmp_path / "init.png", denoising_strength=0.5), sd15,
+                      callback=lambda i, sigma, latent: seen.append(sigma))
+    assert len(seen) == int(0.5 * 4) + 1  # A1111 runs t_enc + 1 steps
+    assert "Denoising strength: 0.5" in result.images[0].infotext
+
+
+def test_interrupt_keeps_the_unfinished_image(sd15):
+    calls = []
+    result = generate(BASE.with_(batch_count=3), sd15, callback=lambda *a: calls.append(1),
+                      should_stop=lambda: len(calls) >= 2)
+    assert len(result.images) == 1 and result.images[0].interrupted
+
+
+def test_fp16_vae_overflow_is_decoded_again_in_fp32():
+    from sd1kit.dev.tiny import tiny_modules
+
+    vae = tiny_modules(seed=0).vae
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(1e6)  # pixels far past fp16's range (65504), fine in fp32
+    vae.half()
+    latents = torch.randn(1, 4, 8, 8) * 3
+    pictures, retried = images.decode(vae, latents, 0.18215)
+    assert retried and np.isfinite(np.asarray(pictures[0])).all()
+    assert next(vae.parameters()).dtype == torch.float16  # put back as it was
+
+
+def test_cli_generate_writes_png_with_parameters(cli, tmp_path):
+    out = tmp_path / "out"
+    for _ in range(2):
+        r = cli("generate", "1girl, solo", "--steps", "2", "--size", "66x64", "--seed", "7", "--out", out, "--quiet")
+        assert r.code == 0, r.err
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["00000-7-1girl solo.png", "00001-7-1girl solo.png"]  # never overwritten
+    assert "rounded down to 64x64" in r.err
+    info = Image.open(out / files[0]).text["parameters"]
+    assert info.startswith("1girl, solo\nSteps: 2, Sampler: Euler a") and "Size: 64x64" in info
+
+
+def test_cli_generate_bad_input(cli, tmp_path):
+    r = cli("generate", "x", "--sampler", "Eular a", "--steps", "1", "--size", "64x64", "--out", tmp_path)
+    assert r.code != 0 and "did you mean 'Euler a'" in r.err and r.err.count("\n") == 1
+    r = cli("generate", "x", "--size", "big", "--out", tmp_path)
+    assert r.code != 0 and "--size" in r.err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    r = cli("generate", "x", "--init", bad, "--steps", "1", "--size", "64x64", "--out", tmp_path / "o")
+    assert r.code != 0 and "not a readable image" in r.err and not (tmp_path / "o").exists()
