@@ -110,3 +110,51 @@ def test_cli_generate_bad_input(cli, tmp_path):
     bad.write_bytes(b"not a png")
     r = cli("generate", "x", "--init", bad, "--steps", "1", "--size", "64x64", "--out", tmp_path / "o")
     assert r.code != 0 and "not a readable image" in r.err and not (tmp_path / "o").exists()
+
+
+def test_regenerate_from_the_picture_is_pixel_identical(cli, tmp_path, tiny_models, monkeypatch):
+    import shutil
+
+    models = tmp_path / "home" / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    shutil.copy(tiny_models["easyfluff"], models / "EasyFluffV10.1.safetensors")
+    shutil.copy(tiny_models["easyfluff"].with_suffix(".yaml"), models / "EasyFluffV10.1.yaml")
+    monkeypatch.setenv("SD1KIT_HOME", str(tmp_path / "home"))
+    first, second = tmp_path / "first", tmp_path / "second"
+    r = cli("generate", "1girl, [red:blue:0.5] hair, (smile:1.3) AND cat :0.5", "--negative", "lowres, text",
+            "--model", models / "EasyFluffV10.1.safetensors", "--sampler", "DPM++ 2M SDE", "--schedule", "Karras",
+            "--steps", "5", "--cfg", "6.5", "--cfg-rescale", "0.7", "--seed", "77", "--size", "64x64",
+            "--clip-skip", "2", "--ensd", "31337", "--rng", "NV", "--subseed", "5", "--subseed-strength", "0.3",
+            "--out", first, "--quiet")
+    assert r.code == 0, r.err
+    picture = next(first.iterdir())
+    r = cli("generate", "--from", picture, "--out", second, "--quiet")
+    assert r.code == 0, r.err
+    again = next(second.iterdir())
+    assert np.array_equal(np.asarray(Image.open(picture)), np.asarray(Image.open(again)))
+    assert Image.open(picture).text == Image.open(again).text
+
+
+def test_from_picture_with_a_missing_model_names_it(cli, tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "x\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64, Model hash: 89d59c3dde, Model: animefull-final-pruned")
+    Image.new("RGB", (64, 64)).save(tmp_path / "nai.png", pnginfo=info)
+    monkeypatch.setenv("SD1KIT_HOME", str(tmp_path))
+    r = cli("generate", "--from", tmp_path / "nai.png", "--out", tmp_path / "o")
+    assert r.code != 0 and "animefull-final-pruned" in r.err and "89d59c3dde" in r.err and r.err.count("\n") == 1
+
+
+def test_infotext_parse_round_trip():
+    from sd1kit.metadata.infotext import create_infotext, parse_infotext
+
+    text = create_infotext('a "quoted", prompt\nline two', "neg: x, y", {
+        "Steps": 20, "Sampler": "DPM++ 2M", "CFG scale": 7.5, "Seed": 5, "Size": "512x768",
+        "Lora hashes": "a: 0123456789ab, b: 89abcdef0123", "Version": "sd1kit 0.1.0"})
+    fields = parse_infotext(text)
+    assert fields["Prompt"] == 'a "quoted", prompt\nline two' and fields["Negative prompt"] == "neg: x, y"
+    assert (fields["Size-1"], fields["Size-2"], fields["CFG scale"]) == ("512", "768", "7.5")
+    assert fields["Lora hashes"] == "a: 0123456789ab, b: 89abcdef0123"
+    raw = parse_infotext('p\nSteps: 20, Hashes: {"model": "abc", "lora:x": "1,2"}, Sampler: Euler, Seed: 3')
+    assert raw["Hashes"] == {"model": "abc", "lora:x": "1,2"} and raw["Sampler"] == "Euler" and raw["Seed"] == "3"

@@ -110,6 +110,39 @@ def _parse_size(text: str) -> tuple[int, int]:
         raise Sd1kitError("--size", f"expected WIDTHxHEIGHT, e.g. 512x768, not {text!r}") from None
 
 
+# CLI option -> GenerationRequest attribute; an option left out keeps the request's (or the picture's) value
+GENERATE_OPTIONS = {
+    "negative": "negative_prompt", "sampler": "sampler", "schedule": "schedule", "steps": "steps", "cfg": "cfg_scale",
+    "cfg_rescale": "cfg_rescale", "seed": "seed", "subseed": "subseed", "subseed_strength": "subseed_strength",
+    "clip_skip": "clip_skip", "batch_size": "batch_size", "batch_count": "batch_count", "eta": "eta",
+    "ensd": "ensd", "rng": "rng", "prediction": "prediction", "ztsnr": "zero_terminal_snr",
+    "denoise": "denoising_strength",
+}
+
+
+def _generate_request(args):
+    from sd1kit.pipeline.from_picture import find_checkpoint, models_dir, read_picture_parameters, request_from_infotext
+    from sd1kit.pipeline.request import GenerationRequest
+
+    request, model_path = GenerationRequest(), args.model
+    if args.from_picture:
+        request, fields = request_from_infotext(read_picture_parameters(args.from_picture), args.from_picture)
+        if model_path is None:
+            folder = Path(args.models_dir) if args.models_dir else models_dir()
+            model_path = find_checkpoint(fields.get("Model"), fields.get("Model hash"), folder)
+    changes = {attr: getattr(args, opt) for opt, attr in GENERATE_OPTIONS.items() if getattr(args, opt) is not None}
+    if args.prompt is not None:
+        changes["prompt"] = args.prompt
+    if args.size is not None:
+        changes["width"], changes["height"] = _parse_size(args.size)
+    if args.init:
+        changes["init_image"] = Path(args.init)
+    request = request.with_(**changes, model=str(model_path) if model_path else None)
+    if request.init_image is None:
+        request = request.with_(denoising_strength=GenerationRequest.denoising_strength)
+    return request
+
+
 def _cmd_generate(args) -> int:
     import signal
 
@@ -118,31 +151,21 @@ def _cmd_generate(args) -> int:
 
     from sd1kit.pipeline.generate import generate
     from sd1kit.pipeline.model import load_model
-    from sd1kit.pipeline.request import GenerationRequest
     from sd1kit.pipeline.save import save_png
-
-    width, height = _parse_size(args.size)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    request = GenerationRequest(
-        prompt=args.prompt, negative_prompt=args.negative, model=args.model, sampler=args.sampler,
-        schedule=args.schedule, steps=args.steps, cfg_scale=args.cfg, cfg_rescale=args.cfg_rescale, seed=args.seed,
-        subseed=args.subseed, subseed_strength=args.subseed_strength, width=width, height=height,
-        batch_size=args.batch_size, batch_count=args.batch_count, clip_skip=args.clip_skip, eta=args.eta,
-        ensd=args.ensd, rng=args.rng, prediction=args.prediction, zero_terminal_snr=args.ztsnr,
-        init_image=Path(args.init) if args.init else None, denoising_strength=args.denoise)
-    if request.steps < 1 or request.batch_size < 1 or request.batch_count < 1:
-        raise Sd1kitError("--steps", "steps, batch size and batch count must be at least 1")
     from sd1kit.sampling.registry import resolve_sampler
 
+    request = _generate_request(args)
+    if request.steps < 1 or request.batch_size < 1 or request.batch_count < 1:
+        raise Sd1kitError("--steps", "steps, batch size and batch count must be at least 1")
     resolve_sampler(request.sampler, request.schedule)  # a bad name fails before any model is loaded
-    model = load_model(args.model, device=device, dtype=dtype, prediction=args.prediction,
-                       zero_terminal_snr=args.ztsnr)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(request.model, device=device, dtype=dtype, prediction=request.prediction,
+                       zero_terminal_snr=request.zero_terminal_snr)
     stop = {"asked": False}
     previous = signal.signal(signal.SIGINT, lambda *_: stop.update(asked=True))
-    total = request.steps * request.batch_count
     try:
-        with tqdm(total=total, unit="step", file=sys.stderr, disable=args.quiet) as bar:
+        with tqdm(total=request.steps * request.batch_count, unit="step", file=sys.stderr, disable=args.quiet) as bar:
             result = generate(request, model, callback=lambda i, sigma, latent: bar.update(1),
                               should_stop=lambda: stop["asked"])
     finally:
@@ -235,26 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prompt)
 
     p = sub.add_parser("generate", help="txt2img / img2img with A1111's semantics; PNG with the infotext")
-    p.add_argument("prompt", nargs="?", default="")
-    p.add_argument("--negative", default="")
+    p.add_argument("prompt", nargs="?")
+    p.add_argument("--from", dest="from_picture", metavar="PICTURE",
+                   help="regenerate from a picture's A1111 parameters (other options override them)")
+    p.add_argument("--models-dir", help="where --from looks for checkpoints (default $SD1KIT_HOME/models/Stable-diffusion)")
+    p.add_argument("--negative")
     p.add_argument("--model", help="checkpoint file or diffusers folder (default: the built-in tiny model)")
-    p.add_argument("--sampler", default="Euler a")
-    p.add_argument("--schedule", default="Automatic", help="A1111 schedule type (Karras, Exponential, ...)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=7.0)
-    p.add_argument("--cfg-rescale", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=-1)
-    p.add_argument("--subseed", type=int, default=-1)
-    p.add_argument("--subseed-strength", type=float, default=0.0)
-    p.add_argument("--size", default="512x512")
-    p.add_argument("--clip-skip", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--batch-count", type=int, default=1)
+    p.add_argument("--sampler", help='A1111 sampler name, e.g. "DPM++ 2M Karras" (default Euler a)')
+    p.add_argument("--schedule", help="A1111 schedule type (Karras, Exponential, ...; default Automatic)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--cfg", type=float)
+    p.add_argument("--cfg-rescale", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--subseed", type=int)
+    p.add_argument("--subseed-strength", type=float)
+    p.add_argument("--size", help="WIDTHxHEIGHT (default 512x512)")
+    p.add_argument("--clip-skip", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-count", type=int)
     p.add_argument("--eta", type=float)
-    p.add_argument("--ensd", type=int, default=0, help="eta noise seed delta (NovelAI: 31337)")
-    p.add_argument("--rng", choices=("GPU", "CPU", "NV"), default="GPU")
+    p.add_argument("--ensd", type=int, help="eta noise seed delta (NovelAI: 31337)")
+    p.add_argument("--rng", choices=("GPU", "CPU", "NV"))
     p.add_argument("--init", help="init image for img2img")
-    p.add_argument("--denoise", type=float, default=0.75)
+    p.add_argument("--denoise", type=float)
     p.add_argument("--prediction", choices=("epsilon", "v"))
     p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")

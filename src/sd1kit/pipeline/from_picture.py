@@ -1,0 +1,75 @@
+"""Regenerating from a picture: its A1111 parameters read back into a GenerationRequest, and the checkpoint it
+names found by hash or name in the model folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.formats.hashes import file_hashes
+from sd1kit.metadata.infotext import parse_infotext
+from sd1kit.pipeline.model import BUILTIN_NAME
+from sd1kit.pipeline.request import GenerationRequest
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
+
+# infotext field -> (request attribute, converter)
+FIELDS = {
+    "Steps": ("steps", int), "Sampler": ("sampler", str), "Schedule type": ("schedule", str),
+    "CFG scale": ("cfg_scale", float), "Seed": ("seed", int), "Size-1": ("width", int), "Size-2": ("height", int),
+    "Clip skip": ("clip_skip", int), "ENSD": ("ensd", int), "RNG": ("rng", str), "Variation seed": ("subseed", int),
+    "Variation seed strength": ("subseed_strength", float), "Denoising strength": ("denoising_strength", float),
+    "NGMS": ("s_min_uncond", float), "Eta": ("eta", float), "CFG Rescale phi": ("cfg_rescale", float),
+}
+
+
+def read_picture_parameters(path: str | os.PathLike) -> str:
+    try:
+        with Image.open(path) as im:
+            text = (getattr(im, "text", None) or {}).get("parameters") or im.info.get("parameters")
+    except (OSError, ValueError) as e:
+        raise Sd1kitError(path, f"not a readable image ({e.__class__.__name__})") from None
+    if not text:
+        raise Sd1kitError(path, "the picture carries no A1111 generation parameters")
+    return text
+
+
+def request_from_infotext(text: str, where: str = "picture") -> tuple[GenerationRequest, dict]:
+    fields = parse_infotext(text)
+    values = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"]}
+    for key, (attr, convert) in FIELDS.items():
+        if key in fields:
+            try:
+                values[attr] = convert(fields[key])
+            except ValueError:
+                raise Sd1kitError(where, f"parameter {key!r} has an unreadable value {fields[key]!r}") from None
+    if "Seed resize from-1" in fields:
+        values["seed_resize_from"] = (int(fields["Seed resize from-1"]), int(fields["Seed resize from-2"]))
+    if fields.get("Noise Schedule") == "Zero Terminal SNR":
+        values["zero_terminal_snr"] = True
+    return GenerationRequest(**values), fields
+
+
+def models_dir() -> Path:
+    home = Path(os.environ.get("SD1KIT_HOME", "."))
+    return home / "models" / "Stable-diffusion"
+
+
+def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
+    """A checkpoint in `folder` (recursively) by hash (8, 10, 12 or 64 hex), else by file stem, as A1111."""
+    if name == BUILTIN_NAME and not short_hash:
+        return None
+    candidates = [p for p in folder.rglob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES] if folder.is_dir() else []
+    if short_hash:
+        wanted = short_hash.lower()
+        for path in candidates:
+            h = file_hashes(path)
+            if h.sha256.startswith(wanted) or h.a1111_legacy == wanted:
+                return path
+    for path in candidates:
+        if name and path.stem == name:
+            return path
+    raise Sd1kitError("Model", f"checkpoint {name!r} [{short_hash}] named in the picture is not in {folder}")
