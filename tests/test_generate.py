@@ -158,3 +158,35 @@ def test_infotext_parse_round_trip():
     assert fields["Lora hashes"] == "a: 0123456789ab, b: 89abcdef0123"
     raw = parse_infotext('p\nSteps: 20, Hashes: {"model": "abc", "lora:x": "1,2"}, Sampler: Euler, Seed: 3')
     assert raw["Hashes"] == {"model": "abc", "lora:x": "1,2"} and raw["Sampler"] == "Euler" and raw["Seed"] == "3"
+
+
+@pytest.mark.parametrize("upscaler", ["Latent", "Latent (bicubic antialiased)", "Lanczos"])
+def test_hires_fix_doubles_and_reproduces(sd15, upscaler):
+    request = BASE.with_(enable_hr=True, hr_upscaler=upscaler, hr_steps=3, hr_denoising_strength=0.6)
+    seen = []
+    result = generate(request, sd15, callback=lambda i, sigma, latent: seen.append(latent.shape[-1]))
+    assert result.images[0].image.size == (128, 128)
+    assert seen.count(8) == 4 and seen.count(16) == int(0.6 * 3) + 1  # first pass, then A1111's img2img steps
+    info = result.images[0].infotext
+    assert "Size: 64x64" in info and "Hires upscale: 2" in info and f"Hires upscaler: {upscaler}" in info
+    assert "Denoising strength: 0.6" in info and "Hires steps: 3" in info
+    again = generate(request, sd15)
+    assert np.array_equal(np.asarray(again.images[0].image), np.asarray(result.images[0].image))
+
+
+def test_hires_from_picture(cli, tmp_path, tiny_models):
+    first, second = tmp_path / "a", tmp_path / "b"
+    r = cli("generate", "1girl", "--model", tiny_models["sd15"], "--steps", "2", "--size", "64x64", "--seed", "3",
+            "--hires-resize", "96x80", "--hires-denoise", "0.5", "--hires-prompt", "1girl, detailed",
+            "--out", first, "--quiet")
+    assert r.code == 0, r.err
+    picture = next(first.iterdir())
+    assert Image.open(picture).size == (96, 80)
+    r = cli("generate", "--from", picture, "--model", tiny_models["sd15"], "--out", second, "--quiet")
+    assert r.code == 0, r.err
+    assert np.array_equal(np.asarray(Image.open(picture)), np.asarray(Image.open(next(second.iterdir()))))
+
+
+def test_unknown_hires_upscaler(cli, tmp_path):
+    r = cli("generate", "x", "--hires-upscaler", "ESRGAN_4x", "--steps", "1", "--size", "64x64", "--out", tmp_path)
+    assert r.code != 0 and "unknown upscaler 'ESRGAN_4x'" in r.err

@@ -116,7 +116,9 @@ GENERATE_OPTIONS = {
     "cfg_rescale": "cfg_rescale", "seed": "seed", "subseed": "subseed", "subseed_strength": "subseed_strength",
     "clip_skip": "clip_skip", "batch_size": "batch_size", "batch_count": "batch_count", "eta": "eta",
     "ensd": "ensd", "rng": "rng", "prediction": "prediction", "ztsnr": "zero_terminal_snr",
-    "denoise": "denoising_strength",
+    "denoise": "denoising_strength", "hires_scale": "hr_scale", "hires_upscaler": "hr_upscaler",
+    "hires_steps": "hr_steps", "hires_denoise": "hr_denoising_strength", "hires_sampler": "hr_sampler",
+    "hires_schedule": "hr_schedule", "hires_prompt": "hr_prompt", "hires_negative": "hr_negative_prompt",
 }
 
 
@@ -137,6 +139,11 @@ def _generate_request(args):
         changes["width"], changes["height"] = _parse_size(args.size)
     if args.init:
         changes["init_image"] = Path(args.init)
+    if args.hires_resize is not None:
+        changes["hr_resize"] = _parse_size(args.hires_resize)
+    if args.hires or any(getattr(args, o) is not None for o in GENERATE_OPTIONS if o.startswith("hires_")) \
+            or args.hires_resize is not None:
+        changes["enable_hr"] = True
     request = request.with_(**changes, model=str(model_path) if model_path else None)
     if request.init_image is None:
         request = request.with_(denoising_strength=GenerationRequest.denoising_strength)
@@ -281,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rng", choices=("GPU", "CPU", "NV"))
     p.add_argument("--init", help="init image for img2img")
     p.add_argument("--denoise", type=float)
+    p.add_argument("--hires", action="store_true", help="hires fix (A1111's txt2img second pass)")
+    p.add_argument("--hires-scale", type=float, help="upscale factor (default 2)")
+    p.add_argument("--hires-resize", help="or a target WIDTHxHEIGHT")
+    p.add_argument("--hires-upscaler", help='"Latent" (default), "Latent (bicubic antialiased)", ..., "Lanczos", "Nearest"')
+    p.add_argument("--hires-steps", type=int, help="second-pass steps (default: the first pass's)")
+    p.add_argument("--hires-denoise", type=float, help="second-pass denoising strength (default 0.7)")
+    p.add_argument("--hires-sampler")
+    p.add_argument("--hires-schedule")
+    p.add_argument("--hires-prompt")
+    p.add_argument("--hires-negative")
     p.add_argument("--prediction", choices=("epsilon", "v"))
     p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")

@@ -23,6 +23,9 @@ FIELDS = {
     "Clip skip": ("clip_skip", int), "ENSD": ("ensd", int), "RNG": ("rng", str), "Variation seed": ("subseed", int),
     "Variation seed strength": ("subseed_strength", float), "Denoising strength": ("denoising_strength", float),
     "NGMS": ("s_min_uncond", float), "Eta": ("eta", float), "CFG Rescale phi": ("cfg_rescale", float),
+    "Hires upscale": ("hr_scale", float), "Hires steps": ("hr_steps", int), "Hires upscaler": ("hr_upscaler", str),
+    "Hires sampler": ("hr_sampler", str), "Hires schedule type": ("hr_schedule", str),
+    "Hires prompt": ("hr_prompt", str), "Hires negative prompt": ("hr_negative_prompt", str),
 }
 
 
@@ -48,6 +51,11 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
                 raise Sd1kitError(where, f"parameter {key!r} has an unreadable value {fields[key]!r}") from None
     if "Seed resize from-1" in fields:
         values["seed_resize_from"] = (int(fields["Seed resize from-1"]), int(fields["Seed resize from-2"]))
+    if "Hires resize-1" in fields:
+        values["hr_resize"] = (int(fields["Hires resize-1"]), int(fields["Hires resize-2"]))
+    if "Hires upscaler" in fields or "Hires upscale" in fields or "Hires resize-1" in fields:
+        values["enable_hr"] = True
+        values["hr_denoising_strength"] = values.pop("denoising_strength", GenerationRequest.hr_denoising_strength)
     if fields.get("Noise Schedule") == "Zero Terminal SNR":
         values["zero_terminal_snr"] = True
     return GenerationRequest(**values), fields

@@ -13,7 +13,7 @@ from PIL import Image
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.infotext import create_infotext
-from sd1kit.pipeline import images
+from sd1kit.pipeline import hires, images
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.prompts.compose import split_and
@@ -83,7 +83,7 @@ def _params(request, spec, schedule_name, model, seed, subseed, w, h, extra) -> 
         "Variation seed": subseed if request.subseed_strength else None,
         "Variation seed strength": request.subseed_strength or None,
         "Seed resize from": "{}x{}".format(*request.seed_resize_from) if request.seed_resize_from else None,
-        "Denoising strength": request.denoising_strength if request.init_image else None,
+        "Denoising strength": request.denoising_strength if request.init_image else None,  # hires: in extra
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
         "ENSD": request.ensd if request.ensd and spec.noise == "rng" else None,
         "RNG": request.rng if request.rng != "GPU" else None,
@@ -92,6 +92,25 @@ def _params(request, spec, schedule_name, model, seed, subseed, w, h, extra) -> 
         "CFG Rescale phi": request.cfg_rescale or None,
         "Noise Schedule": "Zero Terminal SNR" if model.zero_terminal_snr else None,
         **extra, "Version": f"sd1kit {__version__}",
+    }
+
+
+def _conditioning(encoder: PromptEncoder, prompt: str, negative: str, steps: int, hires_steps: int | None):
+    """Per-step schedules of each AND part (with weights) and of the negative prompt."""
+    parts = [(encoder.encode_schedule(t, steps, hires_steps), weight) for t, weight in split_and(prompt)]
+    return parts, encoder.encode_schedule(negative, steps, hires_steps)
+
+
+def _hires_params(request: GenerationRequest, w: int, h: int) -> dict:
+    if not request.enable_hr:
+        return {}
+    return {
+        "Denoising strength": request.hr_denoising_strength,
+        "Hires upscale": request.hr_scale if not request.hr_resize else None,
+        "Hires resize": "{}x{}".format(*request.hr_resize) if request.hr_resize else None,
+        "Hires steps": request.hr_steps or None, "Hires upscaler": request.hr_upscaler,
+        "Hires sampler": request.hr_sampler, "Hires schedule type": request.hr_schedule,
+        "Hires prompt": request.hr_prompt, "Hires negative prompt": request.hr_negative_prompt,
     }
 
 
@@ -107,47 +126,75 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
                                + ") are not applied: this version of sd1kit does not load LoRA/LyCORIS yet")
     encoder = PromptEncoder(model.modules.text_encoder, model.tokenizer, clip_skip=request.clip_skip,
                             emphasis=request.emphasis)
-    cond_steps = request.steps * (2 if spec.second_order else 1)  # A1111's fix for second-order samplers
-    parts = [(encoder.encode_schedule(t, cond_steps), weight) for t, weight in split_and(text)]
-    uncond = encoder.encode_schedule(neg_text, cond_steps)
+    first_steps = request.steps * (2 if spec.second_order else 1)  # A1111's fix for second-order samplers
+    first = _conditioning(encoder, text, neg_text, first_steps, None)
+    hires = _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) if request.enable_hr else None
     init = None
     if request.init_image is not None:
         picture = images.load_image(request.init_image, w, h)
         init = images.encode(model.modules.vae, picture, model.latent_scale)
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
+    extra = {**_hires_params(request, w, h), **request.extra}
     for batch in range(request.batch_count):
         seeds = [seed + batch * request.batch_size + i for i in range(request.batch_size)]
         subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]
-        latents, interrupted = _sample(request, model, spec, sched, parts, uncond, seeds, subseeds, w, h, init,
-                                       callback, should_stop)
+        latents, interrupted = _sample(request, model, spec, sched, request.steps, *first, seeds, subseeds, w, h,
+                                       init, request.denoising_strength, callback, should_stop)
+        if hires is not None and not interrupted:
+            latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop)
         pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
         for s, sub, picture in zip(seeds, subseeds, pictures):
             info = create_infotext(request.prompt, request.negative_prompt,
                                    _params(request, spec, _schedule_label(request, spec, sched), model, s, sub, w, h,
-                                           request.extra))
+                                           extra))
             result.images.append(GeneratedImage(picture, s, sub, info, interrupted))
         if interrupted:
             break
     return result
 
 
-def _sample(request, model, spec, sched, parts, uncond, seeds, subseeds, w, h, init, callback, should_stop):
+def _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) -> dict:
+    hires.check_upscaler(request.hr_upscaler)
+    spec, sched = resolve_sampler(request.hr_sampler or request.sampler,
+                                  request.hr_schedule or (request.schedule if not request.hr_sampler else None))
+    steps = request.hr_steps or request.steps
+    hr_text = parse_extra_networks(request.hr_prompt)[0] if request.hr_prompt is not None else text
+    hr_neg = parse_extra_networks(request.hr_negative_prompt)[0] if request.hr_negative_prompt is not None else neg_text
+    conds = _conditioning(encoder, hr_text, hr_neg, first_steps, steps * (2 if spec.second_order else 1))
+    tw, th = hires.target_size(w, h, request.hr_scale, request.hr_resize)
+    return {"spec": spec, "sched": sched, "steps": steps, "conds": conds, "size": (tw - tw % 8, th - th % 8)}
+
+
+def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_stop):
+    tw, th = hr["size"]
+    if request.hr_upscaler in hires.LATENT_UPSCALERS:
+        init = hires.upscale_latents(latents, request.hr_upscaler, tw, th)
+    else:
+        pictures, _ = images.decode(model.modules.vae, latents, model.latent_scale)
+        init = torch.cat([images.encode(model.modules.vae, p, model.latent_scale)
+                          for p in hires.upscale_pictures(pictures, request.hr_upscaler, tw, th)])
+    return _sample(request, model, hr["spec"], hr["sched"], hr["steps"], *hr["conds"], seeds, subseeds, tw, th,
+                   init, request.hr_denoising_strength, callback, should_stop)
+
+
+def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, w, h, init, denoise, callback,
+            should_stop):
     n = len(seeds)
     device = model.device
     rng = ImageRNG((4, h // 8, w // 8), seeds, source=request.rng, device=device,
                    subseeds=subseeds if request.subseed_strength else None, subseed_strength=request.subseed_strength,
                    seed_resize_from=request.seed_resize_from, eta_noise_seed_delta=request.ensd)
-    steps = request.steps
     sigmas = get_sigmas(spec, sched, steps, model.schedule).to(device)
     noise = rng.first().float()
     if init is None:
         x = initial_latent(spec, noise, sigmas)
     else:  # A1111: t_enc = int(min(strength, 0.999) * steps); sample the last t_enc + 1 sigmas
         if spec.timesteps:
-            raise Sd1kitError("sampler", f"img2img with {spec.name} is not supported yet; use a k-diffusion sampler")
-        t_enc = int(min(request.denoising_strength, 0.999) * steps)
+            raise Sd1kitError("sampler", f"img2img and hires fix with {spec.name} are not supported yet; "
+                                         "use a k-diffusion sampler")
+        t_enc = int(min(denoise, 0.999) * steps)
         sigmas = sigmas[len(sigmas) - t_enc - 2:]
         x = init.expand(n, -1, -1, -1) + noise * sigmas[0]
     conds_at = lambda step: [[(_schedule_at(s, step), wt) for s, wt in parts] for _ in range(n)]

@@ -35,6 +35,17 @@ class GenerationRequest:
     init_image: Path | None = None  # img2img
     denoising_strength: float = 0.75
     emphasis: str = "original"
+    # hires fix (A1111's txt2img "Hires. fix")
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_resize: tuple[int, int] | None = None  # (width, height); wins over hr_scale
+    hr_upscaler: str = "Latent"
+    hr_steps: int = 0  # 0 = the first pass's steps
+    hr_denoising_strength: float = 0.7
+    hr_sampler: str | None = None  # None = the same sampler
+    hr_schedule: str | None = None
+    hr_prompt: str | None = None  # None = the same prompt
+    hr_negative_prompt: str | None = None
     extra: dict = field(default_factory=dict)  # extra infotext parameters carried through
 
     def with_(self, **changes) -> "GenerationRequest":
