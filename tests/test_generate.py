@@ -190,3 +190,41 @@ def test_hires_from_picture(cli, tmp_path, tiny_models):
 def test_unknown_hires_upscaler(cli, tmp_path):
     r = cli("generate", "x", "--hires-upscaler", "ESRGAN_4x", "--steps", "1", "--size", "64x64", "--out", tmp_path)
     assert r.code != 0 and "unknown upscaler 'ESRGAN_4x'" in r.err
+
+
+def _init_and_mask(tmp_path):
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(tmp_path / "init.png")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    return tmp_path / "init.png", tmp_path / "mask.png"
+
+
+@pytest.mark.parametrize("layout", ["sd15", "inpainting"])
+@pytest.mark.parametrize("content", ["original", "fill", "latent noise", "latent nothing"])
+def test_inpainting_keeps_the_unmasked_picture(tiny_models, tmp_path, layout, content):
+    model = load_model(tiny_models[layout])
+    init, mask = _init_and_mask(tmp_path)
+    request = BASE.with_(init_image=init, mask_image=mask, masked_content=content, denoising_strength=0.8)
+    result = generate(request, model)
+    out, original = np.asarray(result.images[0].image), np.asarray(Image.open(init))
+    assert np.array_equal(out[:4, :4], original[:4, :4])  # far from the blurred mask: the original pixels
+    assert not np.array_equal(out[28:36, 28:36], original[28:36, 28:36])  # inside: repainted
+    info = result.images[0].infotext
+    assert f"Masked content: {content}" in info and "Mask blur: 4" in info
+    assert ("Conditional mask weight: 1" in info) == (layout == "inpainting")
+    again = generate(request, model)
+    assert np.array_equal(np.asarray(again.images[0].image), out)
+
+
+def test_inpainting_checkpoint_runs_txt2img_and_hires(tiny_models):
+    model = load_model(tiny_models["inpainting"])
+    result = generate(BASE.with_(enable_hr=True, hr_steps=2), model)
+    assert result.images[0].image.size == (128, 128)
+
+
+def test_mask_without_init_is_a_clear_error(cli, tmp_path):
+    _, mask = _init_and_mask(tmp_path)
+    r = cli("generate", "x", "--mask", mask, "--steps", "1", "--size", "64x64", "--out", tmp_path / "o")
+    assert r.code != 0 and "needs an init image" in r.err

@@ -119,6 +119,7 @@ GENERATE_OPTIONS = {
     "denoise": "denoising_strength", "hires_scale": "hr_scale", "hires_upscaler": "hr_upscaler",
     "hires_steps": "hr_steps", "hires_denoise": "hr_denoising_strength", "hires_sampler": "hr_sampler",
     "hires_schedule": "hr_schedule", "hires_prompt": "hr_prompt", "hires_negative": "hr_negative_prompt",
+    "mask_blur": "mask_blur", "masked_content": "masked_content", "mask_weight": "mask_weight",
 }
 
 
@@ -139,6 +140,10 @@ def _generate_request(args):
         changes["width"], changes["height"] = _parse_size(args.size)
     if args.init:
         changes["init_image"] = Path(args.init)
+    if args.mask:
+        changes["mask_image"] = Path(args.mask)
+    if args.invert_mask:
+        changes["invert_mask"] = True
     if args.hires_resize is not None:
         changes["hr_resize"] = _parse_size(args.hires_resize)
     if args.hires or any(getattr(args, o) is not None for o in GENERATE_OPTIONS if o.startswith("hires_")) \
@@ -288,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rng", choices=("GPU", "CPU", "NV"))
     p.add_argument("--init", help="init image for img2img")
     p.add_argument("--denoise", type=float)
+    p.add_argument("--mask", help="inpainting mask (white = repaint)")
+    p.add_argument("--mask-blur", type=int, help="default 4")
+    p.add_argument("--invert-mask", action="store_true", help="repaint the black area instead")
+    p.add_argument("--masked-content", choices=("fill", "original", "latent noise", "latent nothing"))
+    p.add_argument("--mask-weight", type=float, help="inpainting models' conditional mask weight (default 1)")
     p.add_argument("--hires", action="store_true", help="hires fix (A1111's txt2img second pass)")
     p.add_argument("--hires-scale", type=float, help="upscale factor (default 2)")
     p.add_argument("--hires-resize", help="or a target WIDTHxHEIGHT")

@@ -26,6 +26,8 @@ FIELDS = {
     "Hires upscale": ("hr_scale", float), "Hires steps": ("hr_steps", int), "Hires upscaler": ("hr_upscaler", str),
     "Hires sampler": ("hr_sampler", str), "Hires schedule type": ("hr_schedule", str),
     "Hires prompt": ("hr_prompt", str), "Hires negative prompt": ("hr_negative_prompt", str),
+    "Mask blur": ("mask_blur", int), "Masked content": ("masked_content", str),
+    "Conditional mask weight": ("mask_weight", float),
 }
 
 
@@ -56,6 +58,8 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
     if "Hires upscaler" in fields or "Hires upscale" in fields or "Hires resize-1" in fields:
         values["enable_hr"] = True
         values["hr_denoising_strength"] = values.pop("denoising_strength", GenerationRequest.hr_denoising_strength)
+    if fields.get("Mask mode") == "Inpaint not masked":
+        values["invert_mask"] = True
     if fields.get("Noise Schedule") == "Zero Terminal SNR":
         values["zero_terminal_snr"] = True
     return GenerationRequest(**values), fields

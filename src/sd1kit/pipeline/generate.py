@@ -13,7 +13,7 @@ from PIL import Image
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.infotext import create_infotext
-from sd1kit.pipeline import hires, images
+from sd1kit.pipeline import hires, images, inpaint
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.prompts.compose import split_and
@@ -101,6 +101,17 @@ def _conditioning(encoder: PromptEncoder, prompt: str, negative: str, steps: int
     return parts, encoder.encode_schedule(negative, steps, hires_steps)
 
 
+def _inpaint_params(request: GenerationRequest, inpainting_model: bool) -> dict:
+    params = {"Conditional mask weight": request.mask_weight if inpainting_model and request.init_image else None}
+    if request.mask_image is not None:
+        params.update({
+            "Mask blur": request.mask_blur or None,
+            "Mask mode": "Inpaint not masked" if request.invert_mask else None,
+            "Masked content": request.masked_content,
+        })
+    return params
+
+
 def _hires_params(request: GenerationRequest, w: int, h: int) -> dict:
     if not request.enable_hr:
         return {}
@@ -129,22 +140,40 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
     first_steps = request.steps * (2 if spec.second_order else 1)  # A1111's fix for second-order samplers
     first = _conditioning(encoder, text, neg_text, first_steps, None)
     hires = _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) if request.enable_hr else None
-    init = None
+    init, picture, mask = None, None, None
+    if request.mask_image is not None and request.init_image is None:
+        raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
+    if request.masked_content not in inpaint.MASKED_CONTENT:
+        raise Sd1kitError("masked content", f"one of {', '.join(inpaint.MASKED_CONTENT)}, not {request.masked_content!r}")
     if request.init_image is not None:
         picture = images.load_image(request.init_image, w, h)
+        if request.mask_image is not None:
+            mask = inpaint.load_mask(request.mask_image, w, h, request.mask_blur, request.invert_mask)
+            if request.masked_content == "fill":
+                picture = inpaint.fill_masked(picture, mask)
         init = images.encode(model.modules.vae, picture, model.latent_scale)
+    image_cond = None
+    if model.modules.unet_config.in_channels == 9:  # an inpainting checkpoint
+        image_cond = inpaint.model_conditioning(model.modules.vae, picture, mask, w, h, model.latent_scale,
+                                                request.mask_weight)
+    inpainting = {"keep": inpaint.latent_mask(mask, w, h), "content": request.masked_content} if mask else None
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
-    extra = {**_hires_params(request, w, h), **request.extra}
+    extra = {**_inpaint_params(request, model.modules.unet_config.in_channels == 9), **_hires_params(request, w, h),
+             **request.extra}
     for batch in range(request.batch_count):
         seeds = [seed + batch * request.batch_size + i for i in range(request.batch_size)]
         subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]
         latents, interrupted = _sample(request, model, spec, sched, request.steps, *first, seeds, subseeds, w, h,
-                                       init, request.denoising_strength, callback, should_stop)
+                                       init, request.denoising_strength, callback, should_stop, image_cond,
+                                       inpainting)
         if hires is not None and not interrupted:
             latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop)
         pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
+        if mask is not None:
+            original = images.load_image(request.init_image, w, h)
+            pictures = [inpaint.overlay(p, original, mask) for p in pictures]
         for s, sub, picture in zip(seeds, subseeds, pictures):
             info = create_infotext(request.prompt, request.negative_prompt,
                                    _params(request, spec, _schedule_label(request, spec, sched), model, s, sub, w, h,
@@ -175,12 +204,15 @@ def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_s
         pictures, _ = images.decode(model.modules.vae, latents, model.latent_scale)
         init = torch.cat([images.encode(model.modules.vae, p, model.latent_scale)
                           for p in hires.upscale_pictures(pictures, request.hr_upscaler, tw, th)])
+    image_cond = None
+    if model.modules.unet_config.in_channels == 9:  # inpainting checkpoints see "paint everything" at the new size
+        image_cond = inpaint.model_conditioning(model.modules.vae, None, None, tw, th, model.latent_scale)
     return _sample(request, model, hr["spec"], hr["sched"], hr["steps"], *hr["conds"], seeds, subseeds, tw, th,
-                   init, request.hr_denoising_strength, callback, should_stop)
+                   init, request.hr_denoising_strength, callback, should_stop, image_cond)
 
 
 def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, w, h, init, denoise, callback,
-            should_stop):
+            should_stop, image_cond=None, inpainting=None):
     n = len(seeds)
     device = model.device
     rng = ImageRNG((4, h // 8, w // 8), seeds, source=request.rng, device=device,
@@ -196,11 +228,17 @@ def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, 
                                          "use a k-diffusion sampler")
         t_enc = int(min(denoise, 0.999) * steps)
         sigmas = sigmas[len(sigmas) - t_enc - 2:]
-        x = init.expand(n, -1, -1, -1) + noise * sigmas[0]
+        init = init.expand(n, -1, -1, -1)
+        if inpainting is not None:
+            init = inpaint.inpaint_init(inpainting["content"], init, inpainting["keep"], noise)
+        x = init + noise * sigmas[0]
     conds_at = lambda step: [[(_schedule_at(s, step), wt) for s, wt in parts] for _ in range(n)]
     uncond_at = lambda step: _schedule_at(uncond, step).expand(n, -1, -1)
+    keep = inpainting["keep"].to(device) if inpainting is not None else None
     cfg = CFGDenoiser(_denoiser(model, spec), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
-                      request.s_min_uncond)
+                      request.s_min_uncond,
+                      image_cond=None if image_cond is None else image_cond.to(device).expand(n, -1, -1, -1),
+                      mask=keep, init_latent=init if keep is not None else None)
     stopped = {"flag": False}
 
     def stop() -> bool:
@@ -209,4 +247,6 @@ def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, 
 
     out = run_sampler(spec, cfg, x, sigmas, rng=rng, seeds=seeds, eta=request.eta, callback=callback,
                       should_stop=stop, schedule=model.schedule, s_noise=request.s_noise)
+    if keep is not None:  # A1111: the kept area is the init latent exactly
+        out = out * (1 - keep) + init * keep
     return out, stopped["flag"]

@@ -40,11 +40,17 @@ def load_image(path, width: int, height: int) -> Image.Image:
     return image
 
 
-def encode(vae, image: Image.Image, scale: float) -> torch.Tensor:
-    """Latent of an image: the mean of the VAE's posterior (deterministic), times the scale factor."""
-    dtype = next(vae.parameters()).dtype
-    device = next(vae.parameters()).device
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+def to_pixels(image: Image.Image) -> torch.Tensor:
+    """[1, 3, H, W] in [-1, 1]."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+
+
+def encode_pixels(vae, pixels: torch.Tensor, scale: float) -> torch.Tensor:
+    """Latent of [-1, 1] pixels: the mean of the VAE's posterior (deterministic), times the scale factor."""
+    first = next(vae.parameters())
     with torch.no_grad():
-        mean = vae.encode(x.to(device, dtype)).latent_dist.mean.float()
-    return mean * scale
+        return vae.encode(pixels.to(first.device, first.dtype)).latent_dist.mean.float() * scale
+
+
+def encode(vae, image: Image.Image, scale: float) -> torch.Tensor:
+    return encode_pixels(vae, to_pixels(image), scale)

@@ -35,6 +35,12 @@ class GenerationRequest:
     init_image: Path | None = None  # img2img
     denoising_strength: float = 0.75
     emphasis: str = "original"
+    # inpainting (A1111 img2img with a mask)
+    mask_image: Path | None = None  # white = repaint
+    mask_blur: int = 4
+    invert_mask: bool = False
+    masked_content: str = "original"  # fill | original | latent noise | latent nothing
+    mask_weight: float = 1.0  # A1111 "Conditional mask weight" (inpainting models)
     # hires fix (A1111's txt2img "Hires. fix")
     enable_hr: bool = False
     hr_scale: float = 2.0
