@@ -142,6 +142,8 @@ def _generate_request(args):
         changes["init_image"] = Path(args.init)
     if args.mask:
         changes["mask_image"] = Path(args.mask)
+    if args.tiled_vae:
+        changes["tiled_vae"] = True
     if args.invert_mask:
         changes["invert_mask"] = True
     if args.hires_resize is not None:
@@ -298,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert-mask", action="store_true", help="repaint the black area instead")
     p.add_argument("--masked-content", choices=("fill", "original", "latent noise", "latent nothing"))
     p.add_argument("--mask-weight", type=float, help="inpainting models' conditional mask weight (default 1)")
+    p.add_argument("--tiled-vae", action="store_true", help="decode in tiles (bounded memory for large pictures)")
     p.add_argument("--hires", action="store_true", help="hires fix (A1111's txt2img second pass)")
     p.add_argument("--hires-scale", type=float, help="upscale factor (default 2)")
     p.add_argument("--hires-resize", help="or a target WIDTHxHEIGHT")

@@ -168,7 +168,7 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
                                        inpainting)
         if hires is not None and not interrupted:
             latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop)
-        pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale)
+        pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale, request.tiled_vae)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
         if mask is not None:

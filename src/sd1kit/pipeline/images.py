@@ -10,16 +10,60 @@ from PIL import Image
 from sd1kit.errors import Sd1kitError
 
 
-def decode(vae, latents: torch.Tensor, scale: float) -> tuple[list[Image.Image], bool]:
+TILE, OVERLAP = 64, 16  # latent pixels: 512-pixel tiles overlapping by 128 pixels
+
+
+def _decode_full(vae, z: torch.Tensor) -> torch.Tensor:
+    return vae.decode(z).sample.float()
+
+
+def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    w = torch.ones(n)
+    ramp = torch.linspace(0, 1, overlap + 2)[1:-1]
+    if not at_start:
+        w[:overlap] = ramp
+    if not at_end:
+        w[n - overlap:] = ramp.flip(0)
+    return w
+
+
+def _decode_tiles(vae, z: torch.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> torch.Tensor:
+    """Decode in overlapping tiles blended linearly: memory bounded by the tile, whatever the picture's size.
+    GroupNorm statistics are per tile, so a tiled decode differs slightly from a whole one."""
+    b, _, h, w = z.shape
+    out = torch.zeros(b, 3, h * 8, w * 8)
+    weight = torch.zeros(1, 1, h * 8, w * 8)
+    step = tile - overlap
+    ys = list(range(0, max(h - overlap, 1), step))
+    xs = list(range(0, max(w - overlap, 1), step))
+    for y in ys:
+        for x in xs:
+            y1, x1 = min(y + tile, h), min(x + tile, w)
+            y0, x0 = max(0, y1 - tile), max(0, x1 - tile)
+            piece = vae.decode(z[:, :, y0:y1, x0:x1]).sample.float().cpu()
+            wy = _ramp((y1 - y0) * 8, overlap * 8, y0 == 0, y1 == h)
+            wx = _ramp((x1 - x0) * 8, overlap * 8, x0 == 0, x1 == w)
+            mask = (wy[:, None] * wx[None, :])[None, None]
+            out[:, :, y0 * 8:y1 * 8, x0 * 8:x1 * 8] += piece * mask
+            weight[:, :, y0 * 8:y1 * 8, x0 * 8:x1 * 8] += mask
+    return out / weight
+
+
+def decode_tiled(vae, latents: torch.Tensor, scale: float) -> tuple[list[Image.Image], bool]:
+    return decode(vae, latents, scale, tiled=True)
+
+
+def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tuple[list[Image.Image], bool]:
     """PIL images; the bool says whether fp16/bf16 overflowed and the decode was redone in fp32."""
     dtype = next(vae.parameters()).dtype
+    run = _decode_tiles if tiled and max(latents.shape[-2:]) > TILE else _decode_full
     with torch.no_grad():
-        pixels = vae.decode((latents / scale).to(dtype)).sample.float()
+        pixels = run(vae, (latents / scale).to(dtype))
         retried = False
         if not torch.isfinite(pixels).all() and dtype != torch.float32:
             vae.float()
             try:
-                pixels = vae.decode((latents / scale).float()).sample.float()
+                pixels = run(vae, (latents / scale).float())
             finally:
                 vae.to(dtype)
             retried = True

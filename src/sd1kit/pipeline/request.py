@@ -35,6 +35,7 @@ class GenerationRequest:
     init_image: Path | None = None  # img2img
     denoising_strength: float = 0.75
     emphasis: str = "original"
+    tiled_vae: bool = False  # decode in overlapping tiles: bounded memory for 1088x1088 and larger
     # inpainting (A1111 img2img with a mask)
     mask_image: Path | None = None  # white = repaint
     mask_blur: int = 4
