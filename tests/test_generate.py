@@ -237,3 +237,59 @@ def test_tiled_decode_matches_whole_decode_closely(sd15):
     assert whole[0].size == tiled[0].size == (576, 640)
     diff = np.abs(np.asarray(whole[0], dtype=int) - np.asarray(tiled[0], dtype=int))
     assert diff.mean() < 4  # per-tile GroupNorm statistics: close, not identical
+
+
+def _vae_files(tmp_path, tiny_models):
+    """The same other VAE (tiny, seed 1) as an A1111 .vae.pt (LDM names, loss keys) and in diffusers naming."""
+    from safetensors.torch import save_file
+
+    from sd1kit.dev.tiny import tiny_modules, tiny_state_dict
+    from sd1kit.formats.keys.ldm import VAE_PREFIX
+
+    sd = {k[len(VAE_PREFIX):]: v for k, v in tiny_state_dict(seed=1).items() if k.startswith(VAE_PREFIX)}
+    torch.save({"state_dict": {**sd, "loss.logvar": torch.zeros(())}}, tmp_path / "animevae.pt")
+    save_file({k: v.contiguous() for k, v in tiny_modules(seed=1).vae.state_dict().items()},
+              str(tmp_path / "vae-diffusers.safetensors"))
+    return tmp_path / "animevae.pt", tmp_path / "vae-diffusers.safetensors"
+
+
+def test_external_vae_is_used_and_named(sd15, tmp_path, tiny_models):
+    pt, diffusers_file = _vae_files(tmp_path, tiny_models)
+    own = generate(BASE, sd15).images[0]
+    with_pt = generate(BASE.with_(vae=str(pt)), sd15).images[0]
+    with_diffusers = generate(BASE.with_(vae=str(diffusers_file)), sd15).images[0]
+    assert not np.array_equal(np.asarray(own.image), np.asarray(with_pt.image))
+    assert np.array_equal(np.asarray(with_pt.image), np.asarray(with_diffusers.image))
+    import hashlib
+
+    assert f"VAE hash: {hashlib.sha256(pt.read_bytes()).hexdigest()[:10]}, VAE: animevae.pt" in with_pt.infotext
+    assert generate(BASE, sd15).images[0].infotext == own.infotext  # the checkpoint's own VAE is back
+
+
+def test_vae_from_picture_is_found_in_the_vae_folder(cli, tmp_path, tiny_models):
+    import shutil
+
+    root = tmp_path / "models"
+    (root / "VAE").mkdir(parents=True)
+    pt, _ = _vae_files(tmp_path, tiny_models)
+    shutil.copy(pt, root / "VAE" / "animevae.pt")
+    r = cli("generate", "1girl", "--model", tiny_models["sd15"], "--vae", root / "VAE" / "animevae.pt", "--steps", "2",
+            "--size", "64x64", "--seed", "9", "--out", tmp_path / "a", "--quiet")
+    assert r.code == 0, r.err
+    picture = next((tmp_path / "a").iterdir())
+    r = cli("generate", "--from", picture, "--model", tiny_models["sd15"], "--models-dir", root, "--out",
+            tmp_path / "b", "--quiet")
+    assert r.code == 0, r.err
+    assert np.array_equal(np.asarray(Image.open(picture)), np.asarray(Image.open(next((tmp_path / "b").iterdir()))))
+
+
+def test_vae_of_another_family_is_refused(sd15, tmp_path):
+    from sd1kit.dev.tiny import tiny_state_dict
+    from sd1kit.errors import Sd1kitError
+    from sd1kit.formats.keys.ldm import VAE_PREFIX
+
+    sd = {k[len(VAE_PREFIX):]: v for k, v in tiny_state_dict().items() if k.startswith(VAE_PREFIX)}
+    sd["decoder.conv_in.weight"] = torch.zeros(64, 16, 3, 3)  # a 16-channel latent VAE
+    torch.save(sd, tmp_path / "flux_ae.pt")
+    with pytest.raises(Sd1kitError, match="16-channel VAE"):
+        generate(BASE.with_(vae=str(tmp_path / "flux_ae.pt")), sd15)

@@ -124,15 +124,21 @@ GENERATE_OPTIONS = {
 
 
 def _generate_request(args):
-    from sd1kit.pipeline.from_picture import find_checkpoint, models_dir, read_picture_parameters, request_from_infotext
+    from sd1kit.pipeline.from_picture import (
+        find_checkpoint, find_vae, models_dir, read_picture_parameters, request_from_infotext,
+    )
     from sd1kit.pipeline.request import GenerationRequest
 
     request, model_path = GenerationRequest(), args.model
     if args.from_picture:
         request, fields = request_from_infotext(read_picture_parameters(args.from_picture), args.from_picture)
+        root = Path(args.models_dir) if args.models_dir else None
         if model_path is None:
-            folder = Path(args.models_dir) if args.models_dir else models_dir()
-            model_path = find_checkpoint(fields.get("Model"), fields.get("Model hash"), folder)
+            model_path = find_checkpoint(fields.get("Model"), fields.get("Model hash"),
+                                         root / "Stable-diffusion" if root else models_dir())
+        if args.vae is None and (fields.get("VAE") or fields.get("VAE hash")):
+            found = find_vae(fields.get("VAE"), fields.get("VAE hash"), root / "VAE" if root else models_dir("VAE"))
+            request = request.with_(vae=str(found))
     changes = {attr: getattr(args, opt) for opt, attr in GENERATE_OPTIONS.items() if getattr(args, opt) is not None}
     if args.prompt is not None:
         changes["prompt"] = args.prompt
@@ -140,6 +146,8 @@ def _generate_request(args):
         changes["width"], changes["height"] = _parse_size(args.size)
     if args.init:
         changes["init_image"] = Path(args.init)
+    if args.vae:
+        changes["vae"] = args.vae
     if args.mask:
         changes["mask_image"] = Path(args.mask)
     if args.tiled_vae:
@@ -275,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="?")
     p.add_argument("--from", dest="from_picture", metavar="PICTURE",
                    help="regenerate from a picture's A1111 parameters (other options override them)")
-    p.add_argument("--models-dir", help="where --from looks for checkpoints (default $SD1KIT_HOME/models/Stable-diffusion)")
+    p.add_argument("--models-dir", help="A1111-style models folder for --from: Stable-diffusion/, VAE/ "
+                                        "(default $SD1KIT_HOME/models)")
+    p.add_argument("--vae", help="an external VAE (.pt / .ckpt / .safetensors)")
     p.add_argument("--negative")
     p.add_argument("--model", help="checkpoint file or diffusers folder (default: the built-in tiny model)")
     p.add_argument("--sampler", help='A1111 sampler name, e.g. "DPM++ 2M Karras" (default Euler a)')

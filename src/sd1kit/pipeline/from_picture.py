@@ -65,15 +65,13 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
     return GenerationRequest(**values), fields
 
 
-def models_dir() -> Path:
-    home = Path(os.environ.get("SD1KIT_HOME", "."))
-    return home / "models" / "Stable-diffusion"
+def models_dir(kind: str = "Stable-diffusion") -> Path:
+    """A1111's layout under $SD1KIT_HOME (default: the current folder): models/Stable-diffusion, models/VAE, ..."""
+    return Path(os.environ.get("SD1KIT_HOME", ".")) / "models" / kind
 
 
-def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
-    """A checkpoint in `folder` (recursively) by hash (8, 10, 12 or 64 hex), else by file stem, as A1111."""
-    if name == BUILTIN_NAME and not short_hash:
-        return None
+def _find(name: str | None, short_hash: str | None, folder: Path, what: str) -> Path:
+    """A file in `folder` (recursively) by hash (8, 10, 12 or 64 hex), else by name or stem, as A1111 looks."""
     candidates = [p for p in folder.rglob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES] if folder.is_dir() else []
     if short_hash:
         wanted = short_hash.lower()
@@ -82,6 +80,16 @@ def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> P
             if h.sha256.startswith(wanted) or h.a1111_legacy == wanted:
                 return path
     for path in candidates:
-        if name and path.stem == name:
+        if name and name in (path.stem, path.name):
             return path
-    raise Sd1kitError("Model", f"checkpoint {name!r} [{short_hash}] named in the picture is not in {folder}")
+    raise Sd1kitError(what, f"{what.lower()} {name!r} [{short_hash}] named in the picture is not in {folder}")
+
+
+def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
+    if name == BUILTIN_NAME and not short_hash:
+        return None
+    return _find(name, short_hash, folder, "Model")
+
+
+def find_vae(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
+    return _find(name, short_hash, folder, "VAE") if name or short_hash else None

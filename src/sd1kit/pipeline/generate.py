@@ -125,8 +125,22 @@ def _hires_params(request: GenerationRequest, w: int, h: int) -> dict:
     }
 
 
+def _with_vae(model: LoadedModel, request: GenerationRequest) -> tuple[LoadedModel, dict]:
+    """The model with the request's external VAE in place of its own, and the infotext keys naming it."""
+    if not request.vae:
+        return model, {}
+    from dataclasses import replace
+
+    from sd1kit.pipeline.vae import load_vae
+
+    external = load_vae(request.vae, model.device, model.dtype)
+    modules = replace(model.modules, vae=external.module)
+    return replace(model, modules=modules), {"VAE hash": external.short_hash, "VAE": external.name}
+
+
 def generate(request: GenerationRequest, model: LoadedModel, callback: Callable | None = None,
              should_stop: Callable[[], bool] | None = None) -> Result:
+    model, vae_params = _with_vae(model, request)
     result = Result(warnings=list(model.warnings))
     spec, sched = resolve_sampler(request.sampler, request.schedule)
     w, h = _round_size(request, result.warnings)
@@ -158,8 +172,8 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
                                                 request.mask_weight)
     inpainting = {"keep": inpaint.latent_mask(mask, w, h), "content": request.masked_content} if mask else None
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
-    extra = {**_inpaint_params(request, model.modules.unet_config.in_channels == 9), **_hires_params(request, w, h),
-             **request.extra}
+    extra = {**vae_params, **_inpaint_params(request, model.modules.unet_config.in_channels == 9),
+             **_hires_params(request, w, h), **request.extra}
     for batch in range(request.batch_count):
         seeds = [seed + batch * request.batch_size + i for i in range(request.batch_size)]
         subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]

@@ -11,6 +11,7 @@ class GenerationRequest:
     prompt: str = ""
     negative_prompt: str = ""
     model: str | None = None  # path; None = the built-in tiny model
+    vae: str | None = None  # an external VAE file; None = the checkpoint's own
     sampler: str = "Euler a"
     schedule: str = "Automatic"
     steps: int = 20
