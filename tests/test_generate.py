@@ -293,3 +293,10 @@ def test_vae_of_another_family_is_refused(sd15, tmp_path):
     torch.save(sd, tmp_path / "flux_ae.pt")
     with pytest.raises(Sd1kitError, match="16-channel VAE"):
         generate(BASE.with_(vae=str(tmp_path / "flux_ae.pt")), sd15)
+
+
+def test_bf16_weights_generate_finite_pictures(tiny_models):
+    model = load_model(tiny_models["sd15"], dtype=torch.bfloat16)
+    result = generate(BASE.with_(sampler="DPM++ 2M", init_image=None), model)
+    assert result.images[0].image.size == (64, 64)
+    assert next(model.modules.unet.parameters()).dtype == torch.bfloat16

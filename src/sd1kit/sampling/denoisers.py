@@ -23,7 +23,8 @@ def unet_model(unet) -> RawModel:
     def run(x_in, t, context, image_cond):
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond.to(x_in.dtype)], dim=1)
-        return unet(x_in, t, encoder_hidden_states=context).sample
+        dtype = unet.dtype  # the UNet may run in bf16/fp16 while the sampler keeps fp32 latents
+        return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype)).sample.to(x_in.dtype)
     return run
 
 
