@@ -300,3 +300,17 @@ def test_bf16_weights_generate_finite_pictures(tiny_models):
     result = generate(BASE.with_(sampler="DPM++ 2M", init_image=None), model)
     assert result.images[0].image.size == (64, 64)
     assert next(model.modules.unet.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "webp"])
+def test_jpeg_and_webp_carry_the_infotext_in_exif(cli, tmp_path, fmt):
+    from sd1kit.metadata.exif import EXIF_IFD, USER_COMMENT
+
+    r = cli("generate", "1girl, ünïcode ✨", "--steps", "1", "--size", "64x64", "--seed", "4", "--format", fmt,
+            "--out", tmp_path, "--quiet")
+    assert r.code == 0, r.err
+    path = next(tmp_path.glob(f"*.{fmt}"))
+    raw = Image.open(path).getexif().get_ifd(EXIF_IFD)[USER_COMMENT]
+    assert raw[:8] == b"UNICODE\0" and raw[8:].decode("utf-16-be").startswith("1girl, ünïcode ✨\nSteps: 1")
+    r = cli("generate", "--from", path, "--steps", "1", "--out", tmp_path / "again", "--quiet")
+    assert r.code == 0, r.err

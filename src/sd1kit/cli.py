@@ -173,7 +173,7 @@ def _cmd_generate(args) -> int:
 
     from sd1kit.pipeline.generate import generate
     from sd1kit.pipeline.model import load_model
-    from sd1kit.pipeline.save import save_png
+    from sd1kit.pipeline.save import save_image
     from sd1kit.sampling.registry import resolve_sampler
 
     request = _generate_request(args)
@@ -195,7 +195,7 @@ def _cmd_generate(args) -> int:
     for warning in result.warnings:
         print(f"sd1kit: warning: {warning}", file=sys.stderr)
     for item in result.images:
-        path = save_png(item.image, item.infotext, Path(args.out), item.seed, request.prompt)
+        path = save_image(item.image, item.infotext, Path(args.out), item.seed, request.prompt, args.format)
         print(f"wrote {path}" + (" (interrupted)" if item.interrupted else ""))
     return 130 if stop["asked"] else 0
 
@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs")
+    p.add_argument("--format", choices=("png", "jpg", "webp"), default="png")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
 

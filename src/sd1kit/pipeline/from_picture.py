@@ -32,9 +32,12 @@ FIELDS = {
 
 
 def read_picture_parameters(path: str | os.PathLike) -> str:
+    from sd1kit.metadata.exif import read_user_comment
+
     try:
         with Image.open(path) as im:
-            text = (getattr(im, "text", None) or {}).get("parameters") or im.info.get("parameters")
+            text = (getattr(im, "text", None) or {}).get("parameters") or im.info.get("parameters") \
+                or read_user_comment(im)
     except (OSError, ValueError) as e:
         raise Sd1kitError(path, f"not a readable image ({e.__class__.__name__})") from None
     if not text:

@@ -21,21 +21,34 @@ def prompt_words(prompt: str, limit: int = 8) -> str:
 
 
 def next_index(folder: Path) -> int:
-    numbers = [int(m.group(1)) for p in folder.glob("*.png") if (m := re.match(r"(\d{5})-", p.name))]
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
     return max(numbers, default=-1) + 1
 
 
-def save_png(image: Image.Image, infotext: str, folder: Path, seed: int, prompt: str) -> Path:
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+def save_image(image: Image.Image, infotext: str, folder: Path, seed: int, prompt: str, fmt: str = "png") -> Path:
+    """PNG with a `parameters` text chunk, or JPEG/WebP with the infotext in EXIF UserComment (as A1111)."""
+    from sd1kit.metadata.exif import exif_with_comment
+
     folder.mkdir(parents=True, exist_ok=True)
     words = prompt_words(prompt)
     index = next_index(folder)
     while True:
-        path = folder / (f"{index:05d}-{seed}" + (f"-{words}" if words else "") + ".png")
+        path = folder / (f"{index:05d}-{seed}" + (f"-{words}" if words else "") + f".{fmt}")
         if not path.exists():
             break
         index += 1
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)  # tEXt when Latin-1 encodable, else iTXt (as Pillow and A1111 do)
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
+        if fmt == "png":
+            info = PngImagePlugin.PngInfo()
+            info.add_text("parameters", infotext)  # tEXt when Latin-1 encodable, else iTXt (as Pillow and A1111)
+            image.save(tmp, format="PNG", pnginfo=info)
+        else:
+            image.save(tmp, format=FORMATS[fmt], exif=exif_with_comment(infotext), quality=95)
     return path
+
+
+def save_png(image: Image.Image, infotext: str, folder: Path, seed: int, prompt: str) -> Path:
+    return save_image(image, infotext, folder, seed, prompt, "png")
