@@ -314,3 +314,8 @@ def test_jpeg_and_webp_carry_the_infotext_in_exif(cli, tmp_path, fmt):
     assert raw[:8] == b"UNICODE\0" and raw[8:].decode("utf-16-be").startswith("1girl, ünïcode ✨\nSteps: 1")
     r = cli("generate", "--from", path, "--steps", "1", "--out", tmp_path / "again", "--quiet")
     assert r.code == 0, r.err
+
+
+def test_cheap_preview():
+    picture = images.preview(torch.zeros(1, 4, 8, 12))
+    assert picture.size == (12, 8) and np.asarray(picture).max() == 127

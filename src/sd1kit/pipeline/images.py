@@ -98,3 +98,15 @@ def encode_pixels(vae, pixels: torch.Tensor, scale: float) -> torch.Tensor:
 
 def encode(vae, image: Image.Image, scale: float) -> torch.Tensor:
     return encode_pixels(vae, to_pixels(image), scale)
+
+
+# SD1 latent channels -> RGB, the linear map A1111's "Approx cheap" live preview uses
+LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264],
+                           [-0.184, -0.271, -0.473]])
+
+
+def preview(latent: torch.Tensor) -> Image.Image:
+    """A cheap picture of an x0-hat latent [4, H, W] (or [1, 4, H, W]) for live previews, at latent size."""
+    z = latent.reshape(4, *latent.shape[-2:]).float().cpu()
+    rgb = torch.einsum("lhw,lr->hwr", z, LATENT_RGB)
+    return Image.fromarray((255 * ((rgb + 1) / 2).clamp(0, 1)).to(torch.uint8).numpy())
