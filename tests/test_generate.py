@@ -319,3 +319,23 @@ def test_jpeg_and_webp_carry_the_infotext_in_exif(cli, tmp_path, fmt):
 def test_cheap_preview():
     picture = images.preview(torch.zeros(1, 4, 8, 12))
     assert picture.size == (12, 8) and np.asarray(picture).max() == 127
+
+
+def test_only_masked_works_on_the_region_and_pastes_it_back(sd15, tmp_path):
+    from sd1kit.pipeline.inpaint import crop_region, expand_to_ratio
+
+    rng = np.random.default_rng(2)
+    Image.fromarray((rng.random((96, 128, 3)) * 255).astype(np.uint8)).save(tmp_path / "big.png")
+    mask = np.zeros((96, 128), np.uint8)
+    mask[40:56, 90:110] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert crop_region(Image.fromarray(mask), 8) == (82, 32, 118, 64)
+    assert expand_to_ratio((82, 32, 118, 64), 64, 64, 128, 96) == (82, 30, 118, 66)
+    request = BASE.with_(init_image=tmp_path / "big.png", mask_image=tmp_path / "m.png", inpaint_full_res=True,
+                         inpaint_padding=8, denoising_strength=0.9)
+    result = generate(request, sd15)
+    out, original = np.asarray(result.images[0].image), np.asarray(Image.open(tmp_path / "big.png"))
+    assert out.shape == original.shape  # the full picture comes back, at its own size
+    assert np.array_equal(out[:20, :60], original[:20, :60])
+    assert not np.array_equal(out[44:52, 95:105], original[44:52, 95:105])
+    assert "Inpaint area: Only masked, Masked area padding: 8" in result.images[0].infotext

@@ -120,6 +120,7 @@ GENERATE_OPTIONS = {
     "hires_steps": "hr_steps", "hires_denoise": "hr_denoising_strength", "hires_sampler": "hr_sampler",
     "hires_schedule": "hr_schedule", "hires_prompt": "hr_prompt", "hires_negative": "hr_negative_prompt",
     "mask_blur": "mask_blur", "masked_content": "masked_content", "mask_weight": "mask_weight",
+    "mask_padding": "inpaint_padding",
 }
 
 
@@ -154,6 +155,8 @@ def _generate_request(args):
         changes["tiled_vae"] = True
     if args.invert_mask:
         changes["invert_mask"] = True
+    if args.only_masked:
+        changes["inpaint_full_res"] = True
     if args.hires_resize is not None:
         changes["hr_resize"] = _parse_size(args.hires_resize)
     if args.hires or any(getattr(args, o) is not None for o in GENERATE_OPTIONS if o.startswith("hires_")) \
@@ -310,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert-mask", action="store_true", help="repaint the black area instead")
     p.add_argument("--masked-content", choices=("fill", "original", "latent noise", "latent nothing"))
     p.add_argument("--mask-weight", type=float, help="inpainting models' conditional mask weight (default 1)")
+    p.add_argument("--only-masked", action="store_true", help='A1111 "Inpaint area: Only masked"')
+    p.add_argument("--mask-padding", type=int, help="padding around the masked area for --only-masked (default 32)")
     p.add_argument("--tiled-vae", action="store_true", help="decode in tiles (bounded memory for large pictures)")
     p.add_argument("--hires", action="store_true", help="hires fix (A1111's txt2img second pass)")
     p.add_argument("--hires-scale", type=float, help="upscale factor (default 2)")

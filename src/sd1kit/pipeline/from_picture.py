@@ -61,6 +61,9 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
     if "Hires upscaler" in fields or "Hires upscale" in fields or "Hires resize-1" in fields:
         values["enable_hr"] = True
         values["hr_denoising_strength"] = values.pop("denoising_strength", GenerationRequest.hr_denoising_strength)
+    if fields.get("Inpaint area") == "Only masked":
+        values["inpaint_full_res"] = True
+        values["inpaint_padding"] = int(fields.get("Masked area padding", 32))
     if fields.get("Mask mode") == "Inpaint not masked":
         values["invert_mask"] = True
     if fields.get("Noise Schedule") == "Zero Terminal SNR":

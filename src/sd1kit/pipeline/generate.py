@@ -108,6 +108,8 @@ def _inpaint_params(request: GenerationRequest, inpainting_model: bool) -> dict:
             "Mask blur": request.mask_blur or None,
             "Mask mode": "Inpaint not masked" if request.invert_mask else None,
             "Masked content": request.masked_content,
+            "Inpaint area": "Only masked" if request.inpaint_full_res else None,
+            "Masked area padding": request.inpaint_padding if request.inpaint_full_res else None,
         })
     return params
 
@@ -159,10 +161,19 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
     if request.masked_content not in inpaint.MASKED_CONTENT:
         raise Sd1kitError("masked content", f"one of {', '.join(inpaint.MASKED_CONTENT)}, not {request.masked_content!r}")
+    region, original, full_mask = None, None, None
     if request.init_image is not None:
         picture = images.load_image(request.init_image, w, h)
         if request.mask_image is not None:
-            mask = inpaint.load_mask(request.mask_image, w, h, request.mask_blur, request.invert_mask)
+            if request.inpaint_full_res:  # "Only masked": the masked region, grown and scaled to the request's size
+                original = images.load_image(request.init_image, None, None)
+                full_mask = inpaint.load_mask(request.mask_image, *original.size, request.mask_blur, request.invert_mask)
+                region = inpaint.expand_to_ratio(inpaint.crop_region(full_mask, request.inpaint_padding), w, h,
+                                                 *original.size)
+                picture = original.crop(region).resize((w, h), Image.LANCZOS)
+                mask = full_mask.crop(region).resize((w, h), Image.LANCZOS)
+            else:
+                mask = inpaint.load_mask(request.mask_image, w, h, request.mask_blur, request.invert_mask)
             if request.masked_content == "fill":
                 picture = inpaint.fill_masked(picture, mask)
         init = images.encode(model.modules.vae, picture, model.latent_scale)
@@ -185,9 +196,11 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale, request.tiled_vae)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
-        if mask is not None:
-            original = images.load_image(request.init_image, w, h)
-            pictures = [inpaint.overlay(p, original, mask) for p in pictures]
+        if region is not None:
+            pictures = [inpaint.overlay(inpaint.paste_back(p, original, region), original, full_mask) for p in pictures]
+        elif mask is not None:
+            unchanged = images.load_image(request.init_image, w, h)
+            pictures = [inpaint.overlay(p, unchanged, mask) for p in pictures]
         for s, sub, picture in zip(seeds, subseeds, pictures):
             info = create_infotext(request.prompt, request.negative_prompt,
                                    _params(request, spec, _schedule_label(request, spec, sched), model, s, sub, w, h,

@@ -73,14 +73,15 @@ def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tup
     return [Image.fromarray(a) for a in arrays], retried
 
 
-def load_image(path, width: int, height: int) -> Image.Image:
+def load_image(path, width: int | None, height: int | None) -> Image.Image:
+    """An RGB picture, resized to width x height (A1111's "Just resize") unless they are None."""
     try:
         with Image.open(path) as im:
             image = im.convert("RGB")
     except (OSError, ValueError) as e:
         raise Sd1kitError(path, f"not a readable image ({e.__class__.__name__})") from None
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.LANCZOS)  # A1111's "Just resize"
+    if width is not None and image.size != (width, height):
+        image = image.resize((width, height), Image.LANCZOS)
     return image
 
 

@@ -65,3 +65,43 @@ def model_conditioning(vae, picture: Image.Image | None, mask: Image.Image | Non
 def overlay(result: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
     """A1111's overlay: the original picture back outside the (blurred) mask."""
     return Image.composite(result, original, mask)
+
+
+def crop_region(mask: Image.Image, padding: int) -> tuple[int, int, int, int]:
+    """Bounding box of the mask's non-zero pixels, grown by `padding`, inside the picture (A1111 masking.py)."""
+    a = np.asarray(mask)
+    ys, xs = np.nonzero(a)
+    if len(xs) == 0:
+        return 0, 0, mask.width, mask.height
+    return (max(int(xs.min()) - padding, 0), max(int(ys.min()) - padding, 0),
+            min(int(xs.max()) + 1 + padding, mask.width), min(int(ys.max()) + 1 + padding, mask.height))
+
+
+def expand_to_ratio(region, width: int, height: int, image_width: int, image_height: int):
+    """Grow the region to the generation's aspect ratio, shifted back inside the picture (A1111)."""
+    x1, y1, x2, y2 = region
+    if (x2 - x1) / (y2 - y1) > width / height:
+        diff = int((x2 - x1) / (width / height) - (y2 - y1))
+        y1, y2 = y1 - diff // 2, y2 + diff - diff // 2
+        if y2 >= image_height:
+            y1, y2 = y1 - (y2 - image_height), image_height
+        if y1 < 0:
+            y1, y2 = 0, y2 - y1
+        y2 = min(y2, image_height)
+    else:
+        diff = int((y2 - y1) * (width / height) - (x2 - x1))
+        x1, x2 = x1 - diff // 2, x2 + diff - diff // 2
+        if x2 >= image_width:
+            x1, x2 = x1 - (x2 - image_width), image_width
+        if x1 < 0:
+            x1, x2 = 0, x2 - x1
+        x2 = min(x2, image_width)
+    return x1, y1, x2, y2
+
+
+def paste_back(result: Image.Image, original: Image.Image, region) -> Image.Image:
+    """The generated crop resized into its place in the full picture."""
+    x1, y1, x2, y2 = region
+    out = original.copy()
+    out.paste(result.resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))
+    return out

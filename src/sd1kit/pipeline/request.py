@@ -43,6 +43,8 @@ class GenerationRequest:
     invert_mask: bool = False
     masked_content: str = "original"  # fill | original | latent noise | latent nothing
     mask_weight: float = 1.0  # A1111 "Conditional mask weight" (inpainting models)
+    inpaint_full_res: bool = False  # A1111 "Inpaint area: Only masked": work on the masked region at full size
+    inpaint_padding: int = 32  # "Masked area padding" around that region
     # hires fix (A1111's txt2img "Hires. fix")
     enable_hr: bool = False
     hr_scale: float = 2.0
