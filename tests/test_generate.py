@@ -339,3 +339,25 @@ def test_only_masked_works_on_the_region_and_pastes_it_back(sd15, tmp_path):
     assert np.array_equal(out[:20, :60], original[:20, :60])
     assert not np.array_equal(out[44:52, 95:105], original[44:52, 95:105])
     assert "Inpaint area: Only masked, Masked area padding: 8" in result.images[0].infotext
+
+
+def test_models_and_embeddings_from_the_a1111_folders(cli, tmp_path, tiny_models, monkeypatch):
+    import hashlib
+    import shutil
+
+    home = tmp_path / "home"
+    (home / "models" / "Stable-diffusion").mkdir(parents=True)
+    (home / "embeddings").mkdir()
+    shutil.copy(tiny_models["sd15"], home / "models" / "Stable-diffusion" / "anything-v3.safetensors")
+    torch.save({"string_to_param": {"*": torch.randn(3, 32)}}, home / "embeddings" / "easynegative.pt")
+    monkeypatch.setenv("SD1KIT_HOME", str(home))
+    short = hashlib.sha256(tiny_models["sd15"].read_bytes()).hexdigest()[:10]
+    for model_arg in ("anything-v3", short):
+        r = cli("generate", "1girl", "--negative", "easynegative", "--model", model_arg, "--steps", "1",
+                "--size", "64x64", "--out", tmp_path / model_arg, "--quiet")
+        assert r.code == 0, r.err
+        info = Image.open(next((tmp_path / model_arg).iterdir())).text["parameters"]
+        ti = hashlib.sha256((home / "embeddings" / "easynegative.pt").read_bytes()).hexdigest()[:12]
+        assert f"Model hash: {short}, Model: anything-v3" in info and f'TI hashes: "easynegative: {ti}"' in info
+    r = cli("generate", "x", "--model", "nonexistent-model", "--steps", "1", "--size", "64x64", "--out", tmp_path)
+    assert r.code != 0 and "'nonexistent-model'" in r.err and r.err.count("\n") == 1

@@ -126,11 +126,11 @@ GENERATE_OPTIONS = {
 
 def _generate_request(args):
     from sd1kit.pipeline.from_picture import (
-        find_checkpoint, find_vae, models_dir, read_picture_parameters, request_from_infotext,
+        find_checkpoint, find_vae, models_dir, read_picture_parameters, request_from_infotext, resolve_file,
     )
     from sd1kit.pipeline.request import GenerationRequest
 
-    request, model_path = GenerationRequest(), args.model
+    request, model_path = GenerationRequest(), resolve_file(args.model, "Stable-diffusion")
     if args.from_picture:
         request, fields = request_from_infotext(read_picture_parameters(args.from_picture), args.from_picture)
         root = Path(args.models_dir) if args.models_dir else None
@@ -148,7 +148,9 @@ def _generate_request(args):
     if args.init:
         changes["init_image"] = Path(args.init)
     if args.vae:
-        changes["vae"] = args.vae
+        changes["vae"] = resolve_file(args.vae, "VAE")
+    if args.embeddings:
+        changes["embeddings_dir"] = args.embeddings
     if args.mask:
         changes["mask_image"] = Path(args.mask)
     if args.tiled_vae:
@@ -288,9 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regenerate from a picture's A1111 parameters (other options override them)")
     p.add_argument("--models-dir", help="A1111-style models folder for --from: Stable-diffusion/, VAE/ "
                                         "(default $SD1KIT_HOME/models)")
-    p.add_argument("--vae", help="an external VAE (.pt / .ckpt / .safetensors)")
+    p.add_argument("--vae", help="an external VAE (.pt / .ckpt / .safetensors), or its name in models/VAE")
+    p.add_argument("--embeddings", help="textual-inversion folder (default $SD1KIT_HOME/embeddings)")
     p.add_argument("--negative")
-    p.add_argument("--model", help="checkpoint file or diffusers folder (default: the built-in tiny model)")
+    p.add_argument("--model", help="checkpoint file or diffusers folder, or a name / short hash in "
+                                   "$SD1KIT_HOME/models/Stable-diffusion (default: the built-in tiny model)")
     p.add_argument("--sampler", help='A1111 sampler name, e.g. "DPM++ 2M Karras" (default Euler a)')
     p.add_argument("--schedule", help="A1111 schedule type (Karras, Exponential, ...; default Automatic)")
     p.add_argument("--steps", type=int)

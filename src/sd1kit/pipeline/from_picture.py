@@ -88,7 +88,15 @@ def _find(name: str | None, short_hash: str | None, folder: Path, what: str) -> 
     for path in candidates:
         if name and name in (path.stem, path.name):
             return path
-    raise Sd1kitError(what, f"{what.lower()} {name!r} [{short_hash}] named in the picture is not in {folder}")
+    raise Sd1kitError(what, f"{what.lower()} {name!r} [{short_hash}] is not in {folder}")
+
+
+def resolve_file(value: str | None, kind: str) -> str | None:
+    """A path as given, or a name / short hash looked up in $SD1KIT_HOME/models/<kind> (A1111's folders)."""
+    if value is None or Path(value).exists():
+        return value
+    looks_hashed = 8 <= len(value) <= 64 and all(c in "0123456789abcdefABCDEF" for c in value)
+    return str(_find(value, value if looks_hashed else None, models_dir(kind), "Model" if kind != "VAE" else "VAE"))
 
 
 def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:

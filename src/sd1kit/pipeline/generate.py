@@ -127,6 +127,21 @@ def _hires_params(request: GenerationRequest, w: int, h: int) -> dict:
     }
 
 
+def _embeddings(request: GenerationRequest, model: LoadedModel, warnings: list[str]):
+    import os
+    from pathlib import Path
+
+    from sd1kit.prompts.embeddings import load_embedding_dir
+
+    folder = request.embeddings_dir or Path(os.environ.get("SD1KIT_HOME", ".")) / "embeddings"
+    if not request.embeddings_dir and not Path(folder).is_dir():
+        return None
+    width = model.modules.text_encoder_config.hidden_size
+    db = load_embedding_dir(folder, model.tokenizer, width=width)
+    warnings += [f"embedding {path} skipped: {why}" for path, why in db.skipped.items()]
+    return db
+
+
 def _with_vae(model: LoadedModel, request: GenerationRequest) -> tuple[LoadedModel, dict]:
     """The model with the request's external VAE in place of its own, and the infotext keys naming it."""
     if not request.vae:
@@ -151,8 +166,9 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
     if networks or neg_networks:
         result.warnings.append("extra networks (" + ", ".join(n.tag for n in networks + neg_networks)
                                + ") are not applied: this version of sd1kit does not load LoRA/LyCORIS yet")
-    encoder = PromptEncoder(model.modules.text_encoder, model.tokenizer, clip_skip=request.clip_skip,
-                            emphasis=request.emphasis)
+    embeddings = _embeddings(request, model, result.warnings)
+    encoder = PromptEncoder(model.modules.text_encoder, model.tokenizer, embeddings=embeddings,
+                            clip_skip=request.clip_skip, emphasis=request.emphasis)
     first_steps = request.steps * (2 if spec.second_order else 1)  # A1111's fix for second-order samplers
     first = _conditioning(encoder, text, neg_text, first_steps, None)
     hires = _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) if request.enable_hr else None
@@ -183,6 +199,9 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
                                                 request.mask_weight)
     inpainting = {"keep": inpaint.latent_mask(mask, w, h), "content": request.masked_content} if mask else None
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
+    if encoder.used_embeddings:  # A1111's "TI hashes": name: first 12 hex of the file's sha256
+        ti = ", ".join(f"{n}: {embeddings.embeddings[n].short_hash}" for n in sorted(encoder.used_embeddings))
+        vae_params = {**vae_params, "TI hashes": ti}
     extra = {**vae_params, **_inpaint_params(request, model.modules.unet_config.in_channels == 9),
              **_hires_params(request, w, h), **request.extra}
     for batch in range(request.batch_count):

@@ -12,6 +12,7 @@ class GenerationRequest:
     negative_prompt: str = ""
     model: str | None = None  # path; None = the built-in tiny model
     vae: str | None = None  # an external VAE file; None = the checkpoint's own
+    embeddings_dir: str | None = None  # textual inversions; None = $SD1KIT_HOME/embeddings when it exists
     sampler: str = "Euler a"
     schedule: str = "Automatic"
     steps: int = 20

@@ -26,6 +26,7 @@ class PromptEncoder:
     comma_backtrack: int = 20
     _cache: dict[str, torch.Tensor] = field(default_factory=dict)
     calls: int = 0  # chunks actually run through the text encoder (for tests and stats)
+    used_embeddings: set = field(default_factory=set)  # names of embeddings found in encoded texts
 
     def __post_init__(self):
         layers = self.text_encoder.config.num_hidden_layers
@@ -43,7 +44,9 @@ class PromptEncoder:
     def encode(self, text: str) -> torch.Tensor:
         """[1, 77 * chunks, width] conditioning of one prompt text (no scheduling syntax left in it)."""
         if text not in self._cache:
-            self._cache[text] = torch.cat([self.encode_chunk(c) for c in self.chunks(text)], dim=1)
+            chunks = self.chunks(text)
+            self.used_embeddings.update(fix.name for chunk in chunks for fix in chunk.fixes)
+            self._cache[text] = torch.cat([self.encode_chunk(c) for c in chunks], dim=1)
         return self._cache[text]
 
     @torch.no_grad()
