@@ -77,25 +77,22 @@ def crop_region(mask: Image.Image, padding: int) -> tuple[int, int, int, int]:
             min(int(xs.max()) + 1 + padding, mask.width), min(int(ys.max()) + 1 + padding, mask.height))
 
 
+def _grow(lo: int, hi: int, diff: int, limit: int) -> tuple[int, int]:
+    lo, hi = lo - diff // 2, hi + diff - diff // 2
+    if hi >= limit:
+        lo, hi = lo - (hi - limit), limit
+    if lo < 0:
+        lo, hi = 0, hi - lo
+    return lo, min(hi, limit)
+
+
 def expand_to_ratio(region, width: int, height: int, image_width: int, image_height: int):
     """Grow the region to the generation's aspect ratio, shifted back inside the picture (A1111)."""
     x1, y1, x2, y2 = region
     if (x2 - x1) / (y2 - y1) > width / height:
-        diff = int((x2 - x1) / (width / height) - (y2 - y1))
-        y1, y2 = y1 - diff // 2, y2 + diff - diff // 2
-        if y2 >= image_height:
-            y1, y2 = y1 - (y2 - image_height), image_height
-        if y1 < 0:
-            y1, y2 = 0, y2 - y1
-        y2 = min(y2, image_height)
+        y1, y2 = _grow(y1, y2, int((x2 - x1) / (width / height) - (y2 - y1)), image_height)
     else:
-        diff = int((y2 - y1) * (width / height) - (x2 - x1))
-        x1, x2 = x1 - diff // 2, x2 + diff - diff // 2
-        if x2 >= image_width:
-            x1, x2 = x1 - (x2 - image_width), image_width
-        if x1 < 0:
-            x1, x2 = 0, x2 - x1
-        x2 = min(x2, image_width)
+        x1, x2 = _grow(x1, x2, int((y2 - y1) * (width / height) - (x2 - x1)), image_width)
     return x1, y1, x2, y2
 
 
