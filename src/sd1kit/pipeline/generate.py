@@ -172,32 +172,14 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
     first_steps = request.steps * (2 if spec.second_order else 1)  # A1111's fix for second-order samplers
     first = _conditioning(encoder, text, neg_text, first_steps, None)
     hires = _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) if request.enable_hr else None
-    init, picture, mask = None, None, None
-    if request.mask_image is not None and request.init_image is None:
-        raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
-    if request.masked_content not in inpaint.MASKED_CONTENT:
-        raise Sd1kitError("masked content", f"one of {', '.join(inpaint.MASKED_CONTENT)}, not {request.masked_content!r}")
-    region, original, full_mask = None, None, None
-    if request.init_image is not None:
-        picture = images.load_image(request.init_image, w, h)
-        if request.mask_image is not None:
-            if request.inpaint_full_res:  # "Only masked": the masked region, grown and scaled to the request's size
-                original = images.load_image(request.init_image, None, None)
-                full_mask = inpaint.load_mask(request.mask_image, *original.size, request.mask_blur, request.invert_mask)
-                region = inpaint.expand_to_ratio(inpaint.crop_region(full_mask, request.inpaint_padding), w, h,
-                                                 *original.size)
-                picture = original.crop(region).resize((w, h), Image.LANCZOS)
-                mask = full_mask.crop(region).resize((w, h), Image.LANCZOS)
-            else:
-                mask = inpaint.load_mask(request.mask_image, w, h, request.mask_blur, request.invert_mask)
-            if request.masked_content == "fill":
-                picture = inpaint.fill_masked(picture, mask)
-        init = images.encode(model.modules.vae, picture, model.latent_scale)
+    src = _prepare_init(request, model, w, h)
     image_cond = None
     if model.modules.unet_config.in_channels == 9:  # an inpainting checkpoint
-        image_cond = inpaint.model_conditioning(model.modules.vae, picture, mask, w, h, model.latent_scale,
+        image_cond = inpaint.model_conditioning(model.modules.vae, src.picture, src.mask, w, h, model.latent_scale,
                                                 request.mask_weight)
-    inpainting = {"keep": inpaint.latent_mask(mask, w, h), "content": request.masked_content} if mask else None
+    inpainting = None
+    if src.mask is not None:
+        inpainting = {"keep": inpaint.latent_mask(src.mask, w, h), "content": request.masked_content}
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
     if encoder.used_embeddings:  # A1111's "TI hashes": name: first 12 hex of the file's sha256
         ti = ", ".join(f"{n}: {embeddings.embeddings[n].short_hash}" for n in sorted(encoder.used_embeddings))
@@ -208,18 +190,18 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         seeds = [seed + batch * request.batch_size + i for i in range(request.batch_size)]
         subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]
         latents, interrupted = _sample(request, model, spec, sched, request.steps, *first, seeds, subseeds, w, h,
-                                       init, request.denoising_strength, callback, should_stop, image_cond,
+                                       src.latent, request.denoising_strength, callback, should_stop, image_cond,
                                        inpainting)
         if hires is not None and not interrupted:
             latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop)
         pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale, request.tiled_vae)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
-        if region is not None:
-            pictures = [inpaint.overlay(inpaint.paste_back(p, original, region), original, full_mask) for p in pictures]
-        elif mask is not None:
-            unchanged = images.load_image(request.init_image, w, h)
-            pictures = [inpaint.overlay(p, unchanged, mask) for p in pictures]
+        if src.region is not None:
+            pictures = [inpaint.overlay(inpaint.paste_back(p, src.original, src.region), src.original, src.full_mask)
+                        for p in pictures]
+        elif src.mask is not None:
+            pictures = [inpaint.overlay(p, src.original, src.mask) for p in pictures]
         for s, sub, picture in zip(seeds, subseeds, pictures):
             info = create_infotext(request.prompt, request.negative_prompt,
                                    _params(request, spec, _schedule_label(request, spec, sched), model, s, sub, w, h,
@@ -228,6 +210,44 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         if interrupted:
             break
     return result
+
+
+@dataclass
+class _Source:
+    """What img2img / inpainting start from: the picture as the model sees it, its latent, the mask, and for
+    "Only masked" the region of the full original it came from."""
+
+    picture: Image.Image | None = None
+    latent: torch.Tensor | None = None
+    mask: Image.Image | None = None
+    original: Image.Image | None = None  # what the result is laid over
+    full_mask: Image.Image | None = None
+    region: tuple[int, int, int, int] | None = None
+
+
+def _prepare_init(request: GenerationRequest, model: LoadedModel, w: int, h: int) -> _Source:
+    if request.mask_image is not None and request.init_image is None:
+        raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
+    if request.masked_content not in inpaint.MASKED_CONTENT:
+        raise Sd1kitError("masked content", f"one of {', '.join(inpaint.MASKED_CONTENT)}, not {request.masked_content!r}")
+    src = _Source()
+    if request.init_image is None:
+        return src
+    src.picture = src.original = images.load_image(request.init_image, w, h)
+    if request.mask_image is not None and request.inpaint_full_res:  # the masked region, grown, at full size
+        src.original = images.load_image(request.init_image, None, None)
+        src.full_mask = inpaint.load_mask(request.mask_image, *src.original.size, request.mask_blur,
+                                          request.invert_mask)
+        src.region = inpaint.expand_to_ratio(inpaint.crop_region(src.full_mask, request.inpaint_padding), w, h,
+                                             *src.original.size)
+        src.picture = src.original.crop(src.region).resize((w, h), Image.LANCZOS)
+        src.mask = src.full_mask.crop(src.region).resize((w, h), Image.LANCZOS)
+    elif request.mask_image is not None:
+        src.mask = inpaint.load_mask(request.mask_image, w, h, request.mask_blur, request.invert_mask)
+    if src.mask is not None and request.masked_content == "fill":
+        src.picture = inpaint.fill_masked(src.picture, src.mask)
+    src.latent = images.encode(model.modules.vae, src.picture, model.latent_scale)
+    return src
 
 
 def _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) -> dict:
