@@ -69,6 +69,20 @@ def test_img2img_starts_from_the_picture(sd15, tmp_path):
     assert "Denoising strength: 0.5" in result.images[0].infotext
 
 
+@pytest.mark.parametrize("sampler, calls", [("DDIM", 4), ("PLMS", 4), ("UniPC", 5)])
+def test_img2img_with_the_timestep_samplers_follows_a1111(sd15, tmp_path, sampler, calls):
+    """A1111's timestep samplers in img2img: t_enc = 5 of 10 steps; DDIM and PLMS step between the 5 lowest
+    timesteps (4 steps), UniPC takes 5; the picture is reproducible and masks keep the unmasked part."""
+    init, mask = _init_and_mask(tmp_path)
+    request = BASE.with_(sampler=sampler, steps=10, init_image=init, denoising_strength=0.5)
+    seen = []
+    first = generate(request, sd15, callback=lambda i, sigma, latent: seen.append(i))
+    assert len(seen) == calls
+    assert np.array_equal(_pixels(first)[0], _pixels(generate(request, sd15))[0])
+    inpainted = np.asarray(generate(request.with_(mask_image=mask), sd15).images[0].image)
+    assert np.array_equal(inpainted[:4, :4], np.asarray(Image.open(init))[:4, :4])
+
+
 def test_interrupt_keeps_the_unfinished_image(sd15):
     calls = []
     result = generate(BASE.with_(batch_count=3), sd15, callback=lambda *a: calls.append(1),

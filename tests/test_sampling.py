@@ -298,15 +298,15 @@ def _diffusers_ddim(model_eps, x_vp, steps, eta, noise):
     sched.alphas_cumprod = K.sd1_alphas_cumprod().double()
     sched.final_alpha_cumprod = sched.alphas_cumprod[0]
     sched.set_timesteps(steps)
-    for t in sched.timesteps:
+    for t in sched.timesteps[:-1]:  # A1111 stops on the lowest timestep instead of stepping from it
         x_vp = sched.step(model_eps(x_vp, int(t)), t, x_vp, eta=eta, variance_noise=noise() if eta else None).prev_sample
     return x_vp
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.7])
 def test_ddim_matches_diffusers_ddim_scheduler(eta):
-    """A1111's DDIM (timesteps 1 + k*(1000//steps), last step onto timestep 0) = diffusers' DDIMScheduler with
-    "leading" spacing, steps_offset 1 and set_alpha_to_one False, on the same alphas_cumprod."""
+    """A1111's DDIM (timesteps 1 + k*(1000//steps); steps - 1 model calls ending on timestep 1) = diffusers'
+    DDIMScheduler with "leading" spacing and steps_offset 1, on the same alphas_cumprod, but for its last step."""
     data = GaussianData((4, 6, 6))
     ac = K.sd1_alphas_cumprod().double()
 
@@ -326,8 +326,8 @@ def test_ddim_matches_diffusers_ddim_scheduler(eta):
 
 
 def test_plms_is_exact_for_point_data():
-    """With data at one point the exact epsilon makes every step exact: PLMS lands on sqrt(a_0) x0 + ..., the
-    VP latent at timestep 0, like DDIM."""
+    """With data at one point the exact epsilon makes every step exact: PLMS lands on sqrt(a_1) x0 + ..., the
+    VP latent at timestep 1, like DDIM, after steps - 1 model calls (PLMS: one more for its first step)."""
     x0 = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     model = lambda x, sigma: x0.expand_as(x)
     noise = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
@@ -335,10 +335,14 @@ def test_plms_is_exact_for_point_data():
     for name in ("PLMS", "DDIM"):
         spec, sched = resolve_sampler(name)
         sigmas = get_sigmas(spec, sched, 20, SCHEDULE).double()
-        outs[name] = run_sampler(spec, model, initial_latent(spec, noise, sigmas), sigmas, schedule=SCHEDULE)
+        calls = []
+        counted = lambda x, sigma: calls.append(1) or model(x, sigma)
+        outs[name] = run_sampler(spec, counted, initial_latent(spec, noise, sigmas), sigmas, schedule=SCHEDULE)
+        assert len(calls) == (20 if name == "PLMS" else 19)
     torch.testing.assert_close(outs["PLMS"], outs["DDIM"], rtol=1e-9, atol=1e-9)
-    ac0 = K.sd1_alphas_cumprod().double()[0]  # what is left: the sqrt(1 - a_0) share of noise at timestep 0
-    assert float((outs["DDIM"] - ac0.sqrt() * x0).abs().max()) <= (1 - ac0).sqrt() * float(noise.abs().max()) * 1.01
+    ac = K.sd1_alphas_cumprod().double()  # the start is the VP latent at timestep 951, the end the one at 1
+    eps = (noise - ac[951].sqrt() * x0) / (1 - ac[951]).sqrt()
+    torch.testing.assert_close(outs["DDIM"], ac[1].sqrt() * x0 + (1 - ac[1]).sqrt() * eps, rtol=1e-6, atol=1e-6)
 
 
 def test_inpainting_unet_gets_its_image_conditioning():
@@ -420,6 +424,14 @@ def test_unipc_grid_is_a1111s_time_uniform_grid():
     assert len(sigmas) == 11
     assert float(sigmas[0]) == pytest.approx(SCHEDULE.sigma_max, rel=1e-6)  # t = 1: timestep 999
     assert float(sigmas[-1]) == pytest.approx(SCHEDULE.sigma_min, rel=1e-6)  # t = 1/1000: timestep 0
+
+
+def test_unipc_takes_as_many_steps_as_a1111s_timesteps():
+    """A1111 runs UniPC for len(DDIM timesteps) steps: 31 for 30 (1000 // 30 = 33 leaves 31 timesteps)."""
+    assert len(get_sigmas(*resolve_sampler("UniPC"), 30, SCHEDULE)) == 32
+    img2img = resolve_sampler("UniPC")[0].sigma_grid(30, SCHEDULE, 12)
+    assert len(img2img) == 13  # t_enc steps from the highest of the t_enc lowest timesteps (364) to timestep 0
+    assert float(img2img[0]) == pytest.approx(float(SCHEDULE.sigmas[364]), rel=1e-5)
 
 
 def test_lcm_sees_the_model_through_lcms_50_timesteps():

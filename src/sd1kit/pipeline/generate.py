@@ -24,6 +24,7 @@ from sd1kit.sampling.denoisers import CFGDenoiser, Denoiser, unet_model
 from sd1kit.sampling.lcm import LCMDenoiser
 from sd1kit.sampling.registry import SamplerSpec, get_sigmas, initial_latent, resolve_sampler
 from sd1kit.sampling.run import run_sampler
+from sd1kit.sampling.timesteps import img2img_noise_level
 
 SEED_MAX = 4294967294
 
@@ -277,6 +278,23 @@ def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_s
                    init, request.hr_denoising_strength, callback, should_stop, image_cond)
 
 
+def _img2img_start(spec, sched, steps, denoise, schedule, init, noise):
+    """The sigmas and the starting latent of img2img as A1111 sets them up: t_enc = int(min(strength, 0.999) *
+    steps); k-diffusion samplers run the last t_enc + 1 sigmas of the full schedule from init + noise * sigma;
+    the timestep samplers run the t_enc lowest timesteps from init noised one timestep higher (VP)."""
+    t_enc = int(min(denoise, 0.999) * steps)
+    if not spec.timesteps:
+        sigmas = get_sigmas(spec, sched, steps, schedule)
+        sigmas = sigmas[len(sigmas) - t_enc - 2:].to(noise.device)
+        return sigmas, init + noise * sigmas[0]
+    a = img2img_noise_level(steps, t_enc, schedule).to(noise.device)
+    x_vp = init * a.sqrt().float() + noise * (1 - a).sqrt().float()
+    if t_enc == 0:  # no timestep left to sample from: the noised init stands (A1111's UniPC fails here)
+        return None, x_vp
+    sigmas = spec.sigma_grid(steps, schedule, t_enc).to(noise.device)
+    return sigmas, x_vp * (1 + sigmas[0] ** 2) ** 0.5  # the VE latent whose VP form at sigmas[0] is x_vp
+
+
 def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, w, h, init, denoise, callback,
             should_stop, image_cond=None, inpainting=None):
     n = len(seeds)
@@ -284,35 +302,34 @@ def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, 
     rng = ImageRNG((4, h // 8, w // 8), seeds, source=request.rng, device=device,
                    subseeds=subseeds if request.subseed_strength else None, subseed_strength=request.subseed_strength,
                    seed_resize_from=request.seed_resize_from, eta_noise_seed_delta=request.ensd)
-    sigmas = get_sigmas(spec, sched, steps, model.schedule).to(device)
     noise = rng.first().float()
     if init is None:
+        sigmas = get_sigmas(spec, sched, steps, model.schedule).to(device)
         x = initial_latent(spec, noise, sigmas)
-    else:  # A1111: t_enc = int(min(strength, 0.999) * steps); sample the last t_enc + 1 sigmas
-        if spec.timesteps:
-            raise Sd1kitError("sampler", f"img2img and hires fix with {spec.name} are not supported yet; "
-                                         "use a k-diffusion sampler")
-        t_enc = int(min(denoise, 0.999) * steps)
-        sigmas = sigmas[len(sigmas) - t_enc - 2:]
+    else:
         init = init.expand(n, -1, -1, -1)
         if inpainting is not None:
             init = inpaint.inpaint_init(inpainting["content"], init, inpainting["keep"], noise)
-        x = init + noise * sigmas[0]
+        sigmas, x = _img2img_start(spec, sched, steps, denoise, model.schedule, init, noise)
     conds_at = lambda step: [[(_schedule_at(s, step), wt) for s, wt in parts] for _ in range(n)]
     uncond_at = lambda step: _schedule_at(uncond, step).expand(n, -1, -1)
     keep = inpainting["keep"].to(device) if inpainting is not None else None
     cfg = CFGDenoiser(_denoiser(model, spec), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
                       request.s_min_uncond,
                       image_cond=None if image_cond is None else image_cond.to(device).expand(n, -1, -1, -1),
-                      mask=keep, init_latent=init if keep is not None else None)
+                      mask=keep, init_latent=init if keep is not None else None,
+                      mask_before_denoising=spec.timesteps)
     stopped = {"flag": False}
 
     def stop() -> bool:
         stopped["flag"] = bool(should_stop and should_stop())
         return stopped["flag"]
 
-    out = run_sampler(spec, cfg, x, sigmas, rng=rng, seeds=seeds, eta=request.eta, callback=callback,
-                      should_stop=stop, schedule=model.schedule, s_noise=request.s_noise)
+    if sigmas is None:
+        out = x
+    else:
+        out = run_sampler(spec, cfg, x, sigmas, rng=rng, seeds=seeds, eta=request.eta, callback=callback,
+                          should_stop=stop, schedule=model.schedule, s_noise=request.s_noise)
     if keep is not None:  # A1111: the kept area is the init latent exactly
         out = out * (1 - keep) + init * keep
     return out, stopped["flag"]

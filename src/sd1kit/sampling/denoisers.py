@@ -83,11 +83,15 @@ class CFGDenoiser:
     image_cond: torch.Tensor | None = None
     mask: torch.Tensor | None = None  # 1 = keep init_latent (A1111's p.mask)
     init_latent: torch.Tensor | None = None
+    mask_before_denoising: bool = False  # A1111's timestep samplers blend the init latent into x, not into x0
     step: int = 0
     calls: list = field(default_factory=list)  # model batch sizes, for tests and stats
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         conds, uncond = self.conds_at(self.step), self.uncond_at(self.step)
+        if self.mask is not None and self.mask_before_denoising:
+            # A1111 puts the clean init latent into the VP latent; its VE form is init * sqrt(1 + sigma^2)
+            x = x * (1 - self.mask) + self.init_latent * self.mask * (_bc(sigma, x) ** 2 + 1) ** 0.5
         skip_uncond = self.step % 2 == 1 and self.s_min_uncond > 0 and float(sigma[0]) < self.s_min_uncond
         batch = x.shape[0]
         repeats = [len(c) for c in conds]
@@ -113,7 +117,7 @@ class CFGDenoiser:
         if self.cfg_rescale > 0 and not skip_uncond:
             first_cond = torch.stack([out[sum(repeats[:i])] for i in range(batch)])
             denoised = rescale_cfg(x, sigma, first_cond, denoised, self.cfg_rescale)
-        if self.mask is not None:
+        if self.mask is not None and not self.mask_before_denoising:
             denoised = self.init_latent * self.mask + (1 - self.mask) * denoised
         self.step += 1
         return denoised
@@ -123,7 +127,7 @@ class CFGDenoiser:
         part = lambda t: None if t is None else t[i:i + 1]
         return CFGDenoiser(self.denoiser, lambda step: [self.conds_at(step)[i]], lambda step: self.uncond_at(step)[i:i + 1],
                            self.cfg_scale, self.cfg_rescale, self.s_min_uncond, part(self.image_cond), part(self.mask),
-                           part(self.init_latent), self.step, self.calls)
+                           part(self.init_latent), self.mask_before_denoising, self.step, self.calls)
 
     def _run(self, x_in, sigma_in, cond_tensors, uncond, image_in) -> torch.Tensor:
         tokens = {c.shape[1] for c in cond_tensors} | ({uncond.shape[1]} if uncond is not None else set())

@@ -2,7 +2,8 @@
 (Liu et al. 2022) on the discrete timesteps 1, 1+c, 1+2c, ... (c = 1000 // steps), with the uniform sampler
 signature. They work on epsilon in the variance-preserving form; the schedule's sigmas name the timesteps.
 
-As in A1111, the last step lands on timestep 0 (not on sigma = 0), and what they return is that VP latent.
+As in A1111 (1.6 and later), they step from each timestep to the one below it and never evaluate the lowest:
+N timesteps take N - 1 model calls and end on the VP latent at the lowest timestep (1), which is decoded as is.
 """
 
 from __future__ import annotations
@@ -17,10 +18,22 @@ def a1111_timesteps(steps: int) -> torch.Tensor:
     return torch.clip(torch.arange(0, 1000, 1000 // steps) + 1, 0, 999)
 
 
-def timestep_sigmas(steps: int, schedule: DiscreteSchedule) -> torch.Tensor:
-    """The sigmas of A1111's DDIM/PLMS timesteps, largest first, then 0 (for the uniform signature)."""
-    ts = a1111_timesteps(steps).flip(0)
-    return torch.cat([schedule.sigmas[ts], schedule.sigmas.new_zeros([1])])
+def timestep_sigmas(steps: int, schedule: DiscreteSchedule, t_enc: int | None = None) -> torch.Tensor:
+    """The sigmas of A1111's DDIM/PLMS timesteps, largest first, then 0 (for the uniform signature).
+
+    img2img (`t_enc` steps of denoising) keeps the lowest t_enc timesteps, as A1111's `sample_img2img` does.
+    """
+    ts = a1111_timesteps(steps)
+    if t_enc is not None:
+        ts = ts[:t_enc]
+    return torch.cat([schedule.sigmas[ts.flip(0)], schedule.sigmas.new_zeros([1])])
+
+
+def img2img_noise_level(steps: int, t_enc: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """alphas_cumprod at the timestep A1111 noises the init latent to for the timestep samplers: the one just
+    above the highest timestep they then sample from (so the first step sees a slightly noisier latent)."""
+    t = a1111_timesteps(steps)[t_enc]
+    return 1 / (1 + schedule.sigmas[t].double() ** 2)
 
 
 class _VP:
@@ -57,7 +70,7 @@ def sample_ddim(model, x, sigmas, callback=None, noise_sampler=None, eta=0.0, sc
     a, a_prev = _alphas(vp)
     sig = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
     x = _to_vp(x, vp)
-    for i in range(len(vp.t)):
+    for i in range(len(vp.t) - 1):
         k = len(vp.t) - 1 - i
         e_t = vp.eps(x, int(vp.t[k]))
         pred_x0 = (x - (1 - a[k]).sqrt() * e_t) / a[k].sqrt()
@@ -80,7 +93,7 @@ def sample_plms(model, x, sigmas, callback=None, noise_sampler=None, schedule: D
         pred_x0 = (x_cur - (1 - a[k]).sqrt() * e) / a[k].sqrt()
         return a_prev[k].sqrt() * pred_x0 + (1 - a_prev[k]).sqrt() * e, pred_x0
 
-    for i in range(len(vp.t)):
+    for i in range(len(vp.t) - 1):
         k = len(vp.t) - 1 - i
         e_t = vp.eps(x, int(vp.t[k]))
         if not old:

@@ -13,17 +13,25 @@ import torch
 
 from sd1kit.sampling.samplers import _report
 from sd1kit.sampling.schedules import DiscreteSchedule
+from sd1kit.sampling.timesteps import a1111_timesteps
 
 
-def unipc_sigmas(steps: int, schedule: DiscreteSchedule) -> torch.Tensor:
-    """Sigmas at t = linspace(1, 1/N, steps + 1) with log(alpha) interpolated linearly in t (DPM-Solver's
-    NoiseScheduleVP('discrete')), from timestep 999 down to timestep 0."""
-    n = len(schedule.sigmas)
+def unipc_sigmas(steps: int, schedule: DiscreteSchedule, t_enc: int | None = None) -> torch.Tensor:
+    """Sigmas at t = linspace(t_start, 1/N, n + 1) with log(alpha) interpolated linearly in t (DPM-Solver's
+    NoiseScheduleVP('discrete')), ending on timestep 0. As in A1111, n is the number of its DDIM timesteps for
+    `steps` (one more when `steps` does not divide 1000) and t_start = 1; for img2img, n = t_enc and t_start is
+    the highest of the t_enc lowest timesteps."""
+    ts = a1111_timesteps(steps)
+    n_train = len(schedule.sigmas)
+    if t_enc is None:
+        n, t_start = len(ts), 1.0
+    else:
+        n, t_start = t_enc, (float(ts[t_enc - 1]) + 1) / n_train
     ac = 1 / (1 + schedule.sigmas.double() ** 2)
     log_alpha = 0.5 * ac.log()
-    ts = torch.linspace(1.0, 1.0 / n, steps + 1, dtype=torch.float64)
-    pos = ts * n - 1  # t = (i + 1) / N
-    lo = pos.floor().long().clamp(0, n - 2)
+    t = torch.linspace(t_start, 1.0 / n_train, n + 1, dtype=torch.float64)
+    pos = t * n_train - 1  # t = (i + 1) / N
+    lo = pos.floor().long().clamp(0, n_train - 2)
     w = pos - lo
     la = (1 - w) * log_alpha[lo] + w * log_alpha[lo + 1]
     return ((1 - (2 * la).exp()).sqrt() / la.exp()).float()
