@@ -3,6 +3,8 @@ an 8-byte charset prefix, then the text (`UNICODE\\0` + UTF-16 big-endian)."""
 
 from __future__ import annotations
 
+import struct
+
 from PIL import Image
 
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
@@ -26,9 +28,13 @@ def decode_user_comment(raw: bytes | str) -> str:
 
 
 def exif_with_comment(text: str) -> bytes:
-    exif = Image.Exif()
-    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = user_comment_bytes(text)
-    return exif.tobytes()
+    """The EXIF block A1111 writes through piexif: big-endian TIFF, IFD0 pointing to an Exif IFD whose only entry
+    is UserComment with type UNDEFINED (7). (Pillow's own writer would give it type BYTE, which piexif-based
+    readers such as sd-prompt-reader do not take for a comment.)"""
+    comment = user_comment_bytes(text)
+    ifd0 = struct.pack(">H", 1) + struct.pack(">HHII", EXIF_IFD, 4, 1, 26) + struct.pack(">I", 0)
+    exif_ifd = struct.pack(">H", 1) + struct.pack(">HHII", USER_COMMENT, 7, len(comment), 44) + struct.pack(">I", 0)
+    return b"Exif\0\0" + b"MM\0*" + struct.pack(">I", 8) + ifd0 + exif_ifd + comment
 
 
 def read_user_comment(image: Image.Image) -> str | None:

@@ -1,4 +1,6 @@
-"""A1111's infotext ("PNG Info") writer (`modules/processing.py create_infotext`, formats.md §6)."""
+"""A1111's infotext ("PNG Info"): the writer (`modules/processing.py create_infotext`, formats.md §6) and the
+parser (`modules/infotext_utils.py parse_generation_parameters`, §7), so that what A1111 wrote is written back
+byte-identical."""
 
 from __future__ import annotations
 
@@ -29,18 +31,26 @@ def quote(value) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def format_params(params: dict) -> str:
-    """The parameters line: None values skipped, a key equal to its value written bare."""
+def a1111_order(params: dict) -> dict:
+    """`params` in A1111's order: its fixed keys, then the others as given, then Version and User."""
     ordered = [k for k in PARAM_ORDER if k in params]
     ordered += [k for k in params if k not in PARAM_ORDER and k not in TRAILING]
     ordered += [k for k in TRAILING if k in params]
-    parts = []
-    for key in ordered:
-        value = params[key]
-        if value is None:
-            continue
-        parts.append(key if key == value else f"{key}: {quote(value)}")
-    return ", ".join(parts)
+    return {k: params[k] for k in ordered}
+
+
+def _written(key: str, value) -> str:
+    if key in RAW_JSON_KEYS and isinstance(value, str) and value[:1] in "[{":
+        return value  # third-party raw JSON is written back as it came
+    if key in RAW_JSON_KEYS and isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return quote(value)
+
+
+def format_params(params: dict) -> str:
+    """The parameters line, in the dict's order: None values skipped, a key equal to its value written bare."""
+    return ", ".join(key if key == value else f"{key}: {_written(key, value)}"
+                     for key, value in params.items() if value is not None)
 
 
 def create_infotext(prompt: str, negative: str, params: dict) -> str:
@@ -64,47 +74,97 @@ def _unquote(text: str) -> str:
     return text
 
 
-def _cut_raw_json(line: str) -> tuple[str, dict]:
-    """Take `Key: {...}` / `Key: [...]` (unquoted JSON) out of a parameters line by bracket matching."""
-    found = {}
-    for key in RAW_JSON_KEYS:
-        m = re.search(rf"(?:^|,\s*){re.escape(key)}:\s*([\[{{])", line)
-        if not m:
+_KEY = re.compile(r"\s*(\w[\w \-/]+):\s*")
+_SPACE_AND_RUN = re.compile(r"\s*[\w \-/]*")
+_WORD = re.compile(r"\w")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])+"(?=,|$)')
+_PLAIN = re.compile(r"[^,]*,?")
+
+
+def param_pairs(line: str) -> list[tuple[str, str]]:
+    """`PARAM.findall(line)` in linear time: the regex alone is quadratic on long runs of word characters
+    without a colon (a 64 KB prompt line takes 20 s), so runs that cannot hold a key are skipped whole."""
+    pairs, pos, n = [], 0, len(line)
+    while pos < n:
+        m = _KEY.match(line, pos)
+        if m is None:
+            run = _SPACE_AND_RUN.match(line, pos).end()
+            if line[run:run + 1] == ":":  # a key may still start at a later word character of this run
+                w = _WORD.search(line, pos + 1, run)
+                pos = w.start() if w is not None and run - w.start() >= 2 else max(run, pos + 1)
+            else:
+                pos = max(run, pos + 1)
             continue
-        start, depth, in_string, escape = m.start(1), 0, False, False
-        for i in range(start, len(line)):
-            ch = line[i]
-            if in_string:
-                if escape:
-                    escape = False
-                elif ch == "\\":
-                    escape = True
+        quoted = _QUOTED.match(line, m.end())
+        if quoted is not None:
+            value, pos = quoted.group(), quoted.end() + 1
+        else:
+            plain = _PLAIN.match(line, m.end())
+            value, pos = plain.group().removesuffix(","), plain.end()
+        pairs.append((m.group(1), value))
+    return pairs
+
+
+def _raw_json_spans(line: str) -> list[tuple[int, int, str]]:
+    """(start, end, key) of each `Key: {...}` / `Key: [...]` written as unquoted JSON, by bracket matching."""
+    spans = []
+    for key in RAW_JSON_KEYS:
+        for m in re.finditer(rf"(?:^|,\s*){re.escape(key)}:\s*([\[{{])", line):
+            start, depth, in_string, escape = m.start(1), 0, False, False
+            for i in range(start, len(line)):
+                ch = line[i]
+                if in_string:
+                    if escape:
+                        escape = False
+                    elif ch == "\\":
+                        escape = True
+                    elif ch == '"':
+                        in_string = False
                 elif ch == '"':
-                    in_string = False
-                continue
-            if ch == '"':
-                in_string = True
-            elif ch in "[{":
-                depth += 1
-            elif ch in "]}":
-                depth -= 1
-                if depth == 0:
-                    try:
-                        found[key] = json.loads(line[start:i + 1])
-                    except ValueError:
-                        found[key] = line[start:i + 1]
-                    line = line[:m.start()] + line[i + 1:]
-                    break
-    return line, found
+                    in_string = True
+                elif ch in "[{":
+                    depth += 1
+                elif ch in "]}":
+                    depth -= 1
+                    if depth == 0:
+                        spans.append((start, i + 1, key))
+                        break
+    return sorted(spans)
 
 
-def parse_infotext(text: str) -> dict:
-    """Fields of an A1111 infotext: "Prompt", "Negative prompt" and every parameter (sizes as Key-1 / Key-2)."""
+def parse_params_line(line: str) -> dict[str, str] | None:
+    """The `key: value` pairs of a parameters line in order, values as written (quotes removed; raw JSON kept
+    as its text), or None when A1111 would not take the line for parameters (fewer than 3 pairs)."""
+    raws: list[str] = []
+    masked, last = [], 0
+    for start, end, _key in _raw_json_spans(line):
+        if start < last:
+            continue
+        masked.append(line[last:start] + f'"\\u0000{len(raws)}"')  # a quoted stand-in the regex takes whole
+        raws.append(line[start:end])
+        last = end
+    masked.append(line[last:])
+    pairs = param_pairs("".join(masked))
+    if len(pairs) < 3:
+        return None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        value = _unquote(value)
+        if value.startswith("\0") and value[1:].isdigit() and int(value[1:]) < len(raws):
+            value = raws[int(value[1:])]
+        params[key] = value
+    return params
+
+
+def split_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+    """Prompt, negative prompt and parameters (as `parse_params_line`) of an A1111 infotext, by A1111's rules:
+    the last line holds the parameters when it has at least 3 pairs; lines are stripped; the negative prompt
+    starts at a line beginning with "Negative prompt:" and runs to the parameters."""
     *lines, last = text.strip().split("\n")
-    params_line, raw = _cut_raw_json(last)
-    if len(PARAM.findall(params_line)) < 3:
+    params = parse_params_line(last)
+    if params is None:
         lines.append(last)
-        params_line, raw = "", {}
+        params = {}
     prompt, negative, in_negative = [], [], False
     for line in lines:
         line = line.strip()
@@ -112,13 +172,23 @@ def parse_infotext(text: str) -> dict:
             in_negative = True
             line = line[16:].strip()
         (negative if in_negative else prompt).append(line)
-    result: dict = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
-    for key, value in PARAM.findall(params_line):
-        value = _unquote(value)
+    return "\n".join(prompt), "\n".join(negative), params
+
+
+def parse_infotext(text: str) -> dict:
+    """Fields of an A1111 infotext as A1111 holds them: "Prompt", "Negative prompt" and every parameter, sizes
+    as Key-1 / Key-2, third-party raw JSON decoded."""
+    prompt, negative, params = split_infotext(text)
+    result: dict = {"Prompt": prompt, "Negative prompt": negative}
+    for key, value in params.items():
         m = IMAGE_SIZE.match(value)
-        if m:
+        if key in RAW_JSON_KEYS and value[:1] in "[{":
+            try:
+                result[key] = json.loads(value)
+            except ValueError:
+                result[key] = value
+        elif m:
             result[f"{key}-1"], result[f"{key}-2"] = m.group(1), m.group(2)
         else:
             result[key] = value
-    result.update(raw)
     return result

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PIL import Image
-
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.metadata.infotext import parse_infotext
@@ -32,17 +30,19 @@ FIELDS = {
 
 
 def read_picture_parameters(path: str | os.PathLike) -> str:
-    from sd1kit.metadata.exif import read_user_comment
+    """The picture's generation parameters as an A1111 infotext, whichever tool wrote them."""
+    from sd1kit.metadata.readers import read_picture
 
-    try:
-        with Image.open(path) as im:
-            text = (getattr(im, "text", None) or {}).get("parameters") or im.info.get("parameters") \
-                or read_user_comment(im)
-    except (OSError, ValueError) as e:
-        raise Sd1kitError(path, f"not a readable image ({e.__class__.__name__})") from None
-    if not text:
-        raise Sd1kitError(path, "the picture carries no A1111 generation parameters")
-    return text
+    if not Path(path).is_file():
+        raise Sd1kitError(path, "no such file")
+    info = read_picture(path)
+    if info.tool is None:
+        why = f" ({info.warnings[0]})" if info.warnings else ""
+        raise Sd1kitError(path, f"the picture carries no generation parameters{why}")
+    if info.tool == "unknown" or not info.parameters:
+        raise Sd1kitError(path, "the picture's metadata is not in a format sd1kit reads "
+                                f"({', '.join(sorted(info.raw)) or 'empty'})")
+    return info.to_infotext()
 
 
 def request_from_infotext(text: str, where: str = "picture") -> tuple[GenerationRequest, dict]:
@@ -66,6 +66,8 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
         values["inpaint_padding"] = int(fields.get("Masked area padding", 32))
     if fields.get("Mask mode") == "Inpaint not masked":
         values["invert_mask"] = True
+    if fields.get("Prediction") in ("v", "epsilon"):  # ComfyUI's ModelSamplingDiscrete, read from its graph
+        values["prediction"] = fields["Prediction"]
     if fields.get("Noise Schedule") == "Zero Terminal SNR":
         values["zero_terminal_snr"] = True
     return GenerationRequest(**values), fields
@@ -102,6 +104,8 @@ def resolve_file(value: str | None, kind: str) -> str | None:
 def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
     if name == BUILTIN_NAME and not short_hash:
         return None
+    if not name and not short_hash:
+        raise Sd1kitError("Model", "the picture does not say which checkpoint made it; give --model")
     return _find(name, short_hash, folder, "Model")
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
-from sd1kit.metadata.infotext import create_infotext
+from sd1kit.metadata.infotext import a1111_order, create_infotext
 from sd1kit.pipeline import hires, images, inpaint
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.request import GenerationRequest
@@ -76,11 +76,22 @@ def _schedule_label(request: GenerationRequest, spec: SamplerSpec, sched) -> str
     return request.schedule if plain and request.schedule == "Automatic" else sched.name
 
 
-def _params(request, spec, schedule_name, model, seed, subseed, w, h, extra) -> dict:
+def infotext_params(request: GenerationRequest, model_name: str, model_hash: str | None, seed: int, subseed: int,
+                    w: int, h: int, zero_terminal_snr: bool = False, inpainting_model: bool = False,
+                    extra: dict | None = None) -> dict:
+    """The parameters of the infotext of one picture of `request`, in A1111's order and form."""
+    spec, sched = resolve_sampler(request.sampler, request.schedule)
+    extra = {**_inpaint_params(request, inpainting_model), **_hires_params(request, w, h), **(extra or {}),
+             **request.extra}
+    return a1111_order(_params(request, spec, _schedule_label(request, spec, sched), model_name, model_hash,
+                               zero_terminal_snr, seed, subseed, w, h, extra))
+
+
+def _params(request, spec, schedule_name, model_name, model_hash, ztsnr, seed, subseed, w, h, extra) -> dict:
     return {
         "Steps": request.steps, "Sampler": spec.name, "Schedule type": schedule_name,
         "CFG scale": request.cfg_scale, "Seed": seed, "Size": f"{w}x{h}",
-        "Model hash": model.short_hash, "Model": model.name,
+        "Model hash": model_hash, "Model": model_name,
         "Variation seed": subseed if request.subseed_strength else None,
         "Variation seed strength": request.subseed_strength or None,
         "Seed resize from": "{}x{}".format(*request.seed_resize_from) if request.seed_resize_from else None,
@@ -91,7 +102,7 @@ def _params(request, spec, schedule_name, model, seed, subseed, w, h, extra) -> 
         "NGMS": request.s_min_uncond or None,
         "Eta": request.eta if request.eta is not None and request.eta != spec.options.get("eta", 1.0) else None,
         "CFG Rescale phi": request.cfg_rescale or None,
-        "Noise Schedule": "Zero Terminal SNR" if model.zero_terminal_snr else None,
+        "Noise Schedule": "Zero Terminal SNR" if ztsnr else None,
         **extra, "Version": f"sd1kit {__version__}",
     }
 
@@ -185,8 +196,6 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
     if encoder.used_embeddings:  # A1111's "TI hashes": name: first 12 hex of the file's sha256
         ti = ", ".join(f"{n}: {embeddings.embeddings[n].short_hash}" for n in sorted(encoder.used_embeddings))
         vae_params = {**vae_params, "TI hashes": ti}
-    extra = {**vae_params, **_inpaint_params(request, model.modules.unet_config.in_channels == 9),
-             **_hires_params(request, w, h), **request.extra}
     for batch in range(request.batch_count):
         seeds = [seed + batch * request.batch_size + i for i in range(request.batch_size)]
         subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]
@@ -204,9 +213,9 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         elif src.mask is not None:
             pictures = [inpaint.overlay(p, src.original, src.mask) for p in pictures]
         for s, sub, picture in zip(seeds, subseeds, pictures):
-            info = create_infotext(request.prompt, request.negative_prompt,
-                                   _params(request, spec, _schedule_label(request, spec, sched), model, s, sub, w, h,
-                                           extra))
+            params = infotext_params(request, model.name, model.short_hash, s, sub, w, h, model.zero_terminal_snr,
+                                     model.modules.unet_config.in_channels == 9, vae_params)
+            info = create_infotext(request.prompt, request.negative_prompt, params)
             result.images.append(GeneratedImage(picture, s, sub, info, interrupted))
         if interrupted:
             break
