@@ -201,6 +201,10 @@ def _generate_request(args):
         changes["vae"] = resolve_file(args.vae, "VAE")
     if args.embeddings:
         changes["embeddings_dir"] = args.embeddings
+    if args.lora_dir:
+        changes["lora_dir"] = args.lora_dir
+    elif args.models_dir and (Path(args.models_dir) / "Lora").is_dir():
+        changes["lora_dir"] = str(Path(args.models_dir) / "Lora")
     if args.mask:
         changes["mask_image"] = Path(args.mask)
     if args.tiled_vae:
@@ -342,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default $SD1KIT_HOME/models)")
     p.add_argument("--vae", help="an external VAE (.pt / .ckpt / .safetensors), or its name in models/VAE")
     p.add_argument("--embeddings", help="textual-inversion folder (default $SD1KIT_HOME/embeddings)")
+    p.add_argument("--lora-dir", help="LoRA/LyCORIS folder for <lora:...> tags (default $SD1KIT_HOME/models/Lora "
+                                      "and models/LyCORIS)")
     p.add_argument("--negative")
     p.add_argument("--model", help="checkpoint file or diffusers folder, or a name / short hash in "
                                    "$SD1KIT_HOME/models/Stable-diffusion (default: the built-in tiny model)")

@@ -66,6 +66,10 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
         values["inpaint_padding"] = int(fields.get("Masked area padding", 32))
     if fields.get("Mask mode") == "Inpaint not masked":
         values["invert_mask"] = True
+    if fields.get("Lora hashes"):
+        from sd1kit.metadata.picture import lora_hashes
+
+        values["lora_hashes"] = lora_hashes({"Lora hashes": fields["Lora hashes"]})
     if fields.get("Prediction") in ("v", "epsilon"):  # ComfyUI's ModelSamplingDiscrete, read from its graph
         values["prediction"] = fields["Prediction"]
     if fields.get("Noise Schedule") == "Zero Terminal SNR":

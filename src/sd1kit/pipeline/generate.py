@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 from PIL import Image
 
 from sd1kit import __version__
+from sd1kit.adapters.live import adapters_applied
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.infotext import a1111_order, create_infotext
 from sd1kit.pipeline import hires, images, inpaint
@@ -42,6 +44,7 @@ class GeneratedImage:
 class Result:
     images: list[GeneratedImage] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    adapters: list = field(default_factory=list)  # AdapterReport of each LoRA/LyCORIS applied
 
 
 def resolve_seed(seed: int) -> int:
@@ -175,9 +178,44 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
     w, h = _round_size(request, result.warnings)
     text, networks = parse_extra_networks(request.prompt)
     neg_text, neg_networks = parse_extra_networks(request.negative_prompt)
-    if networks or neg_networks:
-        result.warnings.append("extra networks (" + ", ".join(n.tag for n in networks + neg_networks)
-                               + ") are not applied: this version of sd1kit does not load LoRA/LyCORIS yet")
+    if neg_networks:
+        result.warnings.append("extra networks in the negative prompt are ignored, as in A1111 ("
+                               + ", ".join(n.tag for n in neg_networks) + ")")
+    stack, lora_params = _adapter_stack(request, model, networks, result.warnings)
+    if stack is None:
+        return _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_params, callback, should_stop)
+    with adapters_applied(model.modules, stack):
+        result.adapters = stack.reports
+        result.warnings += [f"LoRA {r.summary()}" for r in stack.reports if r.unused or r.mismatched]
+        return _generate(request, model, result, spec, sched, w, h, text, neg_text, {**vae_params, **lora_params},
+                         callback, should_stop)
+
+
+def _adapter_stack(request: GenerationRequest, model: LoadedModel, networks, warnings: list[str]):
+    """The prompt's `<lora:...>` / `<lyco:...>` files found and stacked, and the infotext's `Lora hashes`."""
+    from sd1kit.adapters.file import open_adapter
+    from sd1kit.adapters.library import adapter_folders, find_adapter, short_hash
+    from sd1kit.adapters.live import live_shapes
+    from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
+
+    adapters, hashes = [], []
+    folders = [Path(request.lora_dir)] if request.lora_dir else adapter_folders()
+    for net in networks:
+        warnings += [f"{net.tag}: {p}" for p in net.problems]
+        if net.kind not in ("lora", "lyco"):
+            warnings.append(f"{net.tag}: {net.kind} networks are not supported; ignored")
+            continue
+        path = find_adapter(net.name, folders, request.lora_hashes.get(net.name))
+        m = net.multipliers
+        adapters.append(ActiveAdapter(open_adapter(path), net.name, m["te"], m["unet"], m["dyn"]))
+        alias = net.name.replace(":", "").replace(",", "")
+        hashes.append(f"{alias}: {short_hash(path)}")
+    if not adapters:
+        return None, {}
+    return AdapterStack(adapters, live_shapes(model.modules)), {"Lora hashes": ", ".join(hashes)}
+
+
+def _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_params, callback, should_stop):
     embeddings = _embeddings(request, model, result.warnings)
     encoder = PromptEncoder(model.modules.text_encoder, model.tokenizer, embeddings=embeddings,
                             clip_skip=request.clip_skip, emphasis=request.emphasis)
