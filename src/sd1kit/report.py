@@ -11,6 +11,9 @@ from sd1kit.formats.source import ModelSource, open_source
 from sd1kit.models.detect import Detection, detect
 
 FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "sd3": "SD3", "flux": "FLUX"}
+TRAINING_LABELS = {"ss_sd_model_name": "trained on", "ss_network_module": "network", "ss_network_dim": "dim",
+                   "ss_network_alpha": "alpha", "ss_base_model_version": "base", "ss_output_name": "name",
+                   "ss_network_args": "args", "ss_v2": "v2"}
 V_PRED_NAME_HINT = re.compile(r"v[-_]?pred|zsnr|terminal[-_]?snr|easyfluff|fluffyrock", re.IGNORECASE)
 
 
@@ -21,6 +24,7 @@ class Inspection:
     hashes: dict | None
     warnings: list[str]
     refusal: str | None  # why sd1kit will not run or load this file, if it will not
+    adapter: dict | None = None  # for LoRA / LyCORIS files: `sd1kit.adapters.file.summarize`
 
     def as_json(self) -> dict:
         d, s = self.detection, self.source
@@ -31,7 +35,7 @@ class Inspection:
             "container": s.container, "dtypes": d.dtypes, "has_ema": d.has_ema, "ema_params": d.ema_params,
             "components": d.components, "safe": s.safe, "unsafe_globals": list(s.unsafe_globals),
             "hashes": self.hashes, "metadata": s.metadata,
-            "adapter_algorithms": d.adapter_algorithms, "tensors": len(s.tensors),
+            "adapter_algorithms": d.adapter_algorithms, "adapter": self.adapter, "tensors": len(s.tensors),
             "yaml": str(d.yaml.path) if d.yaml else None,
             "config": {
                 "unet": d.unet_config.as_dict() if d.unet_config else None,
@@ -91,8 +95,13 @@ def inspect_path(path: str | Path, prediction: str | None = None, ztsnr: bool | 
                  hashes: bool = True, use_cache: bool = True) -> Inspection:
     source = open_source(path)
     d = detect(source, prediction=prediction, ztsnr=ztsnr)
+    adapter = None
+    if d.kind in ("lora", "lycoris") and source.safe:
+        from sd1kit.adapters.file import summarize
+
+        adapter = summarize(source)
     return Inspection(source, d, _hashes(source, d.kind, use_cache) if hashes else None,
-                      _warnings(source, d), _refusal(source, d))
+                      _warnings(source, d), _refusal(source, d), adapter)
 
 
 def _format_params(n: int) -> str:
@@ -111,7 +120,19 @@ def format_human(ins: Inspection) -> str:
                  for name, c in j["components"].items()]
         lines.append(f"  components  {'; '.join(parts)}")
         lines.append(f"  EMA         {'yes (' + _format_params(j['ema_params']) + ')' if j['has_ema'] else 'no'}")
-    if j["adapter_algorithms"]:
+    a = j["adapter"]
+    if a:
+        per = ", ".join(f"{n} {name}" for name, n in sorted(a["algorithms"].items()))
+        lines.append(f"  modules     {a['modules']} ({per}; " + ", ".join(f"{n} {p}" for p, n in a["parts"].items()) + ")")
+        lines.append(f"  ranks       {', '.join(f'{r} x{n}' for r, n in a['ranks'].items()) or '-'}"
+                     f"; alpha {', '.join(f'{r} x{n}' for r, n in a['alphas'].items()) or '-'}")
+        for key, value in a["training"].items():
+            lines.append(f"  {TRAINING_LABELS.get(key, key):<11} {value}")
+        if a["top_tags"]:
+            lines.append(f"  top tags    {', '.join(a['top_tags'])}")
+        if a["bundled_embeddings"]:
+            lines.append(f"  embeddings  {', '.join(a['bundled_embeddings'])} (bundled)")
+    elif j["adapter_algorithms"]:
         lines.append(f"  algorithms  {', '.join(j['adapter_algorithms'])}")
     lines.append(f"  dtypes      {', '.join(f'{k} x{v}' for k, v in j['dtypes'].items()) or '-'}")
     h = j["hashes"] or {}

@@ -57,7 +57,14 @@ def open_adapter(path: str | os.PathLike) -> AdapterFile:
     if not source.safe:
         raise BadFileError(path, "unsafe pickle: refusing to load it ("
                                  + ", ".join(source.unsafe_globals[:3]) + ")")
-    found = AdapterFile(Path(path), source)
+    found = group_modules(source)
+    if not found.modules:
+        raise BadFileError(path, "no LoRA/LyCORIS weights in this file")
+    return found
+
+
+def group_modules(source: ModelSource) -> AdapterFile:
+    found = AdapterFile(Path(source.path), source)
     for key in source.tensors:
         if key.startswith(BUNDLED_EMBEDDING):
             name = key[len(BUNDLED_EMBEDDING):].split(".", 1)[0]
@@ -70,6 +77,42 @@ def open_adapter(path: str | os.PathLike) -> AdapterFile:
             continue
         module, weight = parts
         found.modules.setdefault(module, {})[weight] = key
-    if not found.modules:
-        raise BadFileError(path, "no LoRA/LyCORIS weights in this file")
     return found
+
+
+def summarize(source: ModelSource) -> dict:
+    """What `sd1kit inspect` shows of an adapter: modules per algorithm and part, ranks, alphas, and the kohya
+    training metadata people look at."""
+    import json
+    from collections import Counter
+
+    import torch
+
+    from sd1kit.adapters.algorithms import algorithm_for
+
+    found = group_modules(source)
+    algorithms, parts, ranks, alphas = Counter(), Counter(), Counter(), Counter()
+    for module, keys in found.modules.items():
+        meta = {name: torch.empty(found.source.tensors[key].shape, device="meta") for name, key in keys.items()}
+        algorithm = algorithm_for(set(keys), meta)
+        algorithms[algorithm.name if algorithm else "unknown"] += 1
+        parts["te" if "te_" in module.split(".")[0] or module.startswith(("text_encoder", "te.")) else "unet"] += 1
+        rank = algorithm.rank(meta) if algorithm else None
+        if rank:
+            ranks[rank] += 1
+        if "alpha" in keys and found.source.tensors[keys["alpha"]].numel <= 1:
+            alphas[round(float(found.source.get_tensor(keys["alpha"])), 4)] += 1
+    meta = source.metadata
+    tags = Counter()
+    try:
+        for folder in json.loads(meta.get("ss_tag_frequency", "{}")).values():
+            tags.update({str(k).strip(): int(v) for k, v in folder.items()})
+    except (ValueError, AttributeError, TypeError):
+        pass
+    keep = ("ss_sd_model_name", "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_base_model_version",
+            "ss_output_name", "ss_network_args", "ss_v2")
+    return {"modules": len(found.modules), "algorithms": dict(algorithms), "parts": dict(parts),
+            "ranks": {str(k): v for k, v in sorted(ranks.items())},
+            "alphas": {str(k): v for k, v in sorted(alphas.items())},
+            "bundled_embeddings": found.embeddings, "training": {k: meta[k] for k in keep if k in meta},
+            "top_tags": [t for t, _ in tags.most_common(10)]}

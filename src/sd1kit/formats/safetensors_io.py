@@ -116,19 +116,34 @@ def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_size: int) ->
         previous_end, previous_name = end, name
 
 
+TORCH_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64",
+    "F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "U16": "uint16", "U32": "uint32",
+    "U64": "uint64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
+}
+SAFETENSORS_DTYPES = {v: k for k, v in TORCH_DTYPES.items()}
+
+
 class LazyReader:
-    """Tensors of a validated file, read one at a time through a memory map (opened on first use)."""
+    """Tensors of a validated file, read one at a time with plain reads into fresh memory (no memory map:
+    streaming a 2 GB file then costs one tensor of memory, not the file's size in mapped pages)."""
 
     def __init__(self, header: SafetensorsHeader):
         self.header = header
-        self._handle = None
 
     def get(self, name: str):
-        if self._handle is None:
-            from safetensors import safe_open
+        import torch
 
-            self._handle = safe_open(str(self.header.path), framework="pt")
-        return self._handle.get_tensor(name)
+        info = self.header.tensors[name]
+        buffer = bytearray(info.end - info.begin)
+        with open(self.header.path, "rb") as f:
+            f.seek(self.header.data_start + info.begin)
+            if f.readinto(buffer) != len(buffer):
+                raise BadFileError(self.header.path, f"tensor {name!r}: the file ends inside its data")
+        dtype = getattr(torch, TORCH_DTYPES[info.dtype])
+        if not buffer:
+            return torch.empty(info.shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(info.shape)
 
 
 def write_safetensors(target: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
@@ -138,3 +153,34 @@ def write_safetensors(target: str | os.PathLike, tensors: dict, metadata: dict[s
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata=metadata or None)
+
+
+def write_safetensors_stream(target: str | os.PathLike, entries: list[tuple[str, str, tuple[int, ...]]], produce,
+                             metadata: dict[str, str] | None = None, finish=None) -> None:
+    """Write tensors one at a time, atomically: `entries` lists (name, safetensors dtype, shape) in file order,
+    `produce(name)` returns each tensor when its turn comes (so memory holds one tensor, not the model);
+    `finish()` may still refuse (raise) before the file takes the target's name."""
+    header: dict = {METADATA_KEY: dict(metadata)} if metadata else {}
+    offset = 0
+    for name, dtype, shape in entries:
+        size = math.prod(shape) * DTYPE_SIZES[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the reference writer aligns the data section to 8 bytes
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for name, dtype, shape in entries:
+            tensor = produce(name)
+            if tuple(tensor.shape) != tuple(shape) or SAFETENSORS_DTYPES.get(str(tensor.dtype)[6:]) != dtype:
+                raise ValueError(f"{name}: produced {tensor.dtype} {tuple(tensor.shape)}, declared {dtype} {shape}")
+            f.write(tensor.contiguous().reshape(-1).view(torch_uint8()).numpy().tobytes())
+        if finish is not None:
+            finish()
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8

@@ -1,0 +1,103 @@
+"""Baking adapters into a checkpoint: the base streamed tensor by tensor (W + ΣΔW computed in fp32, written in the
+tensor's dtype), so memory stays at a few tensors; the output records the base and the adapters with their
+hashes and weights, keeps the base's metadata and yaml, and is written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sd1kit import __version__
+from sd1kit.adapters.file import open_adapter
+from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
+from sd1kit.errors import Sd1kitError
+from sd1kit.formats.hashes import file_hashes
+from sd1kit.formats.safetensors_io import SAFETENSORS_DTYPES, write_safetensors_stream
+from sd1kit.formats.source import open_source, sidecar_yaml_path
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class BakeResult:
+    out: Path
+    yaml: Path | None
+    reports: list
+
+
+def parse_adapter_arg(text: str) -> tuple[str, float]:
+    """`FILE` or `FILE:weight`."""
+    path, sep, weight = text.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(weight)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def bake(model: str | os.PathLike, adapters: list[tuple[str, float]], out: str | os.PathLike,
+         dtype: str | None = None) -> BakeResult:
+    model, out = Path(model), Path(out)
+    if any(_same(Path(p), out) for p, _ in adapters) or _same(model, out):
+        raise Sd1kitError(out, "the output would replace an input; choose another --out")
+    source = open_source(model)
+    if not source.safe:
+        raise Sd1kitError(model, "unsafe pickle: refusing to load it")
+    active = [ActiveAdapter(open_adapter(p), Path(p).stem, w, w) for p, w in adapters]
+    stack = AdapterStack(active, source.shapes)
+    for item, report in zip(active, stack.reports):
+        if not any(m.adapter is item for ms in stack.targets.values() for m in ms):
+            raise Sd1kitError(item.file.path, f"none of its {len(item.file.modules)} modules fit {model.name}")
+    patched = set(stack.weight_keys())
+    cast = DTYPES[dtype] if dtype else None
+    pending: dict[str, torch.Tensor] = {}
+
+    def produce(name: str) -> torch.Tensor:
+        tensor = pending.pop(name, None)
+        if tensor is None:
+            tensor = source.get_tensor(name)
+            if name in patched:
+                module, _, kind = name.rpartition(".")
+                other = module + (".bias" if kind == "weight" else ".weight")
+                weight = tensor if kind == "weight" else source.get_tensor(other)
+                bias = tensor if kind == "bias" else (source.get_tensor(other) if other in source.tensors else None)
+                d_w, d_b = stack.delta(module, weight, bias)
+                new_w = weight if d_w is None else (weight.float() + d_w).to(weight.dtype)
+                new_b = bias if (d_b is None or bias is None) else (bias.float() + d_b).to(bias.dtype)
+                tensor = new_w if kind == "weight" else new_b
+                if kind == "weight" and new_b is not None and other in patched:
+                    pending[other] = new_b
+                elif kind == "bias" and other in patched:
+                    pending[other] = new_w
+        if cast is not None and tensor.is_floating_point():
+            tensor = tensor.to(cast)
+        return tensor
+
+    def out_dtype(info) -> str:
+        if cast is not None and info.dtype in ("F16", "BF16", "F32", "F64"):
+            return SAFETENSORS_DTYPES[str(cast)[6:]]
+        return info.dtype
+
+    entries = [(name, out_dtype(info), info.shape) for name, info in source.tensors.items()]
+    record = {"base": {"file": model.name, "sha256": file_hashes(model).sha256},
+              "adapters": [{"file": Path(p).name, "sha256": file_hashes(p).sha256,
+                            "addnet_hash": file_hashes(p, addnet=True).addnet, "weight": w} for p, w in adapters],
+              "tool": f"sd1kit {__version__}"}
+    metadata = {**{k: str(v) for k, v in source.metadata.items()}, "sd1kit_baked": json.dumps(record)}
+    write_safetensors_stream(out, entries, produce, metadata, finish=stack.check_applied)
+    yaml = sidecar_yaml_path(model)
+    yaml_out = None
+    if yaml is not None:
+        yaml_out = out.with_suffix(".yaml")
+        shutil.copyfile(yaml, yaml_out)
+    return BakeResult(out, yaml_out, stack.reports)
