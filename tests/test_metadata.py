@@ -387,13 +387,23 @@ def test_generate_from_comfyui_and_novelai_pictures(cli, tmp_path, tiny_models):
     models.mkdir(parents=True)
     shutil.copy(tiny_models["sd15"], models / "v1-5-pruned-emaonly.safetensors")
     comfy = S.png(tmp_path / "c.png", {"prompt": json.dumps(S.COMFY_GRAPH)})
-    r = cli("generate", "--from", comfy, "--models-dir", tmp_path / "models", "--steps", "1", "--size", "64x64",
+    args = ("generate", "--from", comfy, "--models-dir", tmp_path / "models", "--steps", "1", "--size", "64x64",
             "--out", tmp_path / "out", "--quiet")
+    r = cli(*args)
+    assert r.code == 2 and "'nai_style'" in r.err and not (tmp_path / "out").exists()  # its LoRA is not there
+    from sd1kit.dev.adapters import write_synthetic_adapter
+    from sd1kit.formats.source import open_source
+
+    (tmp_path / "models" / "Lora").mkdir()
+    write_synthetic_adapter(tmp_path / "models" / "Lora" / "nai_style.safetensors",
+                            open_source(tiny_models["sd15"]).shapes)
+    r = cli(*args)
     assert r.code == 0, r.err
     written = read_picture(next((tmp_path / "out").glob("*.png")))
     assert written.parameters["Seed"] == "280823642470253" and written.parameters["Model"] == "v1-5-pruned-emaonly"
     assert written.parameters["Sampler"] == "DPM++ 2M" and written.parameters["Clip skip"] == "2"
     assert written.prompt.startswith("photograph of victorian woman") and "<lora:nai_style:0.6:0.8>" in written.prompt
+    assert written.loras[0].hash and written.parameters["Lora hashes"].startswith("nai_style: ")
     nai = S.novelai_png(tmp_path / "nai.png")
     r = cli("generate", "--from", nai, "--models-dir", tmp_path / "models", "--steps", "1", "--out", tmp_path / "o")
     assert r.code == 2 and "does not say which checkpoint" in r.err

@@ -17,7 +17,7 @@ from sd1kit.adapters.file import open_adapter
 from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
-from sd1kit.formats.safetensors_io import SAFETENSORS_DTYPES, write_safetensors_stream
+from sd1kit.formats.safetensors_io import TORCH_TO_ST_DTYPE, write_safetensors_stream
 from sd1kit.formats.source import open_source, sidecar_yaml_path
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -85,7 +85,7 @@ def bake(model: str | os.PathLike, adapters: list[tuple[str, float]], out: str |
 
     def out_dtype(info) -> str:
         if cast is not None and info.dtype in ("F16", "BF16", "F32", "F64"):
-            return SAFETENSORS_DTYPES[str(cast)[6:]]
+            return TORCH_TO_ST_DTYPE[str(cast)]
         return info.dtype
 
     entries = [(name, out_dtype(info), info.shape) for name, info in source.tensors.items()]

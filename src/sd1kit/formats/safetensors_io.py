@@ -121,7 +121,7 @@ TORCH_DTYPES = {
     "F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "U16": "uint16", "U32": "uint32",
     "U64": "uint64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
 }
-SAFETENSORS_DTYPES = {v: k for k, v in TORCH_DTYPES.items()}
+TORCH_TO_ST_DTYPE = {f"torch.{v}": k for k, v in TORCH_DTYPES.items()}  # str(torch dtype) -> safetensors dtype
 
 
 class LazyReader:
@@ -173,7 +173,7 @@ def write_safetensors_stream(target: str | os.PathLike, entries: list[tuple[str,
         f.write(text)
         for name, dtype, shape in entries:
             tensor = produce(name)
-            if tuple(tensor.shape) != tuple(shape) or SAFETENSORS_DTYPES.get(str(tensor.dtype)[6:]) != dtype:
+            if tuple(tensor.shape) != tuple(shape) or TORCH_TO_ST_DTYPE.get(str(tensor.dtype)) != dtype:
                 raise ValueError(f"{name}: produced {tensor.dtype} {tuple(tensor.shape)}, declared {dtype} {shape}")
             f.write(tensor.contiguous().reshape(-1).view(torch_uint8()).numpy().tobytes())
         if finish is not None:

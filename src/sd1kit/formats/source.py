@@ -13,13 +13,8 @@ from sd1kit.errors import BadFileError
 from sd1kit.formats import ckpt, safetensors_io
 from sd1kit.formats.keys.diffusers import UNetLayout, VAELayout, is_vae_attention_projection, unet_keymap, vae_keymap
 from sd1kit.formats.keys.ldm import POSITION_IDS, TE_PREFIX, UNET_PREFIX, VAE_PREFIX, canonical_name
-from sd1kit.formats.safetensors_io import TensorInfo
+from sd1kit.formats.safetensors_io import TORCH_TO_ST_DTYPE, TensorInfo
 
-TORCH_TO_ST_DTYPE = {
-    "torch.float32": "F32", "torch.float16": "F16", "torch.bfloat16": "BF16", "torch.float64": "F64",
-    "torch.int64": "I64", "torch.int32": "I32", "torch.int16": "I16", "torch.int8": "I8", "torch.uint8": "U8",
-    "torch.bool": "BOOL", "torch.float8_e4m3fn": "F8_E4M3", "torch.float8_e5m2": "F8_E5M2",
-}
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors",
                      "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors",
