@@ -302,6 +302,9 @@ def _cmd_generate(args) -> int:
         signal.signal(signal.SIGINT, previous)
     for warning in result.warnings:
         print(f"sd1kit: warning: {warning}", file=sys.stderr)
+    for report in result.adapters:
+        if not args.quiet:
+            print(f"sd1kit: LoRA {report.summary()}", file=sys.stderr)
     for item in result.images:
         path = save_image(item.image, item.infotext, Path(args.out), item.seed, request.prompt, args.format)
         print(f"wrote {path}" + (" (interrupted)" if item.interrupted else ""))

@@ -186,7 +186,8 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         return _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_params, callback, should_stop)
     with adapters_applied(model.modules, stack):
         result.adapters = stack.reports
-        result.warnings += [f"LoRA {r.summary()}" for r in stack.reports if r.unused or r.mismatched]
+        result.warnings += [f"LoRA {r.summary()}: " + ", ".join((r.unused + r.mismatched)[:5])
+                            for r in stack.reports if r.unused or r.mismatched]
         return _generate(request, model, result, spec, sched, w, h, text, neg_text, {**vae_params, **lora_params},
                          callback, should_stop)
 
