@@ -179,7 +179,7 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
     text, networks = parse_extra_networks(request.prompt)
     neg_text, neg_networks = parse_extra_networks(request.negative_prompt)
     if neg_networks:
-        result.warnings.append("extra networks in the negative prompt are ignored, as in A1111 ("
+        result.warnings.append("extra networks in the negative prompt are not applied; their tags were removed ("
                                + ", ".join(n.tag for n in neg_networks) + ")")
     stack, lora_params = _adapter_stack(request, model, networks, result.warnings)
     if stack is None:
