@@ -108,6 +108,31 @@ def _format_params(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e5 else str(n)
 
 
+def _provenance(metadata: dict) -> list[str]:
+    """How an sd1kit merge or bake made this file, from its metadata."""
+    import json
+
+    lines = []
+    try:
+        if "sd1kit_recipe" in metadata:
+            record = json.loads(metadata["sd1kit_recipe"])
+            for name, info in record["models"].items():
+                lines.append(f"  merged from {name} = {info['file']} (sha256 {info['sha256'][:12]})")
+            for name, node in record["nodes"].items():
+                params = ", ".join(f"{k} {v}" for k, v in node.items() if k not in ("method", "models", "blocks"))
+                blocks = " with block weights" if "blocks" in node else ""
+                lines.append(f"  node        {name} = {node['method']}({', '.join(node['models'])}"
+                             f"{'; ' + params if params else ''}){blocks}")
+            lines.append(f"  output      {record['output']}  (redo: sd1kit merge --recipe-from FILE --out NEW)")
+        if "sd1kit_baked" in metadata:
+            record = json.loads(metadata["sd1kit_baked"])
+            adapters = ", ".join(f"{a['file']} x{a['weight']}" for a in record["adapters"])
+            lines.append(f"  baked       {adapters} into {record['base']['file']} (sha256 {record['base']['sha256'][:12]})")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        lines.append("  provenance  unreadable sd1kit merge record")
+    return lines
+
+
 def format_human(ins: Inspection) -> str:
     j = ins.as_json()
     lines = [f"{j['path']}"]
@@ -141,6 +166,7 @@ def format_human(ins: Inspection) -> str:
         lines.append(f"              model hash {h['a1111_short']} (legacy {h['a1111_legacy']})")
         if "addnet" in h:
             lines.append(f"              lora hash {h['addnet_short']} (addnet {h['addnet']})")
+    lines += _provenance(j["metadata"])
     for q in j["quirks"]:
         lines.append(f"  quirk       {q}")
     if not j["safe"]:

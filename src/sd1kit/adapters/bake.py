@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -21,6 +22,33 @@ from sd1kit.formats.safetensors_io import TORCH_TO_ST_DTYPE, write_safetensors_s
 from sd1kit.formats.source import open_source, sidecar_yaml_path
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class PatchedTensors:
+    """Tensors of a model with a stack's deltas added, one key at a time (a module's weight and bias are patched
+    together; the one asked for second is kept until it is asked for)."""
+
+    def __init__(self, get: Callable[[str], torch.Tensor], has: Callable[[str], bool], stack: AdapterStack):
+        self._get, self._has, self.stack = get, has, stack
+        self.patched = set(stack.weight_keys())
+        self._pending: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str) -> torch.Tensor:
+        if name in self._pending:
+            return self._pending.pop(name)
+        tensor = self._get(name)
+        if name not in self.patched:
+            return tensor
+        module, _, kind = name.rpartition(".")
+        other = module + (".bias" if kind == "weight" else ".weight")
+        weight = tensor if kind == "weight" else self._get(other)
+        bias = tensor if kind == "bias" else (self._get(other) if self._has(other) else None)
+        d_w, d_b = self.stack.delta(module, weight, bias)
+        new_w = weight if d_w is None else (weight.float() + d_w).to(weight.dtype)
+        new_b = bias if (d_b is None or bias is None) else (bias.float() + d_b).to(bias.dtype)
+        if other in self.patched:
+            self._pending[other] = new_b if kind == "weight" else new_w
+        return new_w if kind == "weight" else new_b
 
 
 @dataclass
@@ -58,27 +86,11 @@ def bake(model: str | os.PathLike, adapters: list[tuple[str, float]], out: str |
     for item, report in zip(active, stack.reports):
         if not any(m.adapter is item for ms in stack.targets.values() for m in ms):
             raise Sd1kitError(item.file.path, f"none of its {len(item.file.modules)} modules fit {model.name}")
-    patched = set(stack.weight_keys())
+    patched = PatchedTensors(source.get_tensor, lambda k: k in source.tensors, stack)
     cast = DTYPES[dtype] if dtype else None
-    pending: dict[str, torch.Tensor] = {}
 
     def produce(name: str) -> torch.Tensor:
-        tensor = pending.pop(name, None)
-        if tensor is None:
-            tensor = source.get_tensor(name)
-            if name in patched:
-                module, _, kind = name.rpartition(".")
-                other = module + (".bias" if kind == "weight" else ".weight")
-                weight = tensor if kind == "weight" else source.get_tensor(other)
-                bias = tensor if kind == "bias" else (source.get_tensor(other) if other in source.tensors else None)
-                d_w, d_b = stack.delta(module, weight, bias)
-                new_w = weight if d_w is None else (weight.float() + d_w).to(weight.dtype)
-                new_b = bias if (d_b is None or bias is None) else (bias.float() + d_b).to(bias.dtype)
-                tensor = new_w if kind == "weight" else new_b
-                if kind == "weight" and new_b is not None and other in patched:
-                    pending[other] = new_b
-                elif kind == "bias" and other in patched:
-                    pending[other] = new_w
+        tensor = patched.get(name)
         if cast is not None and tensor.is_floating_point():
             tensor = tensor.to(cast)
         return tensor

@@ -17,6 +17,7 @@ import torch
 from sd1kit.formats.atomic import atomic_path
 from sd1kit.formats.keys.ldm import EMA_BOOKKEEPING, POSITION_IDS, TE_PREFIX, TE_ROOT, UNET_PREFIX, ema_name
 from sd1kit.formats.safetensors_io import write_safetensors
+from sd1kit.formats.yaml_config import v1_inference_yaml  # noqa: F401 - re-exported for tests and tools
 from sd1kit.models.build import (
     SD1Modules, build_text_encoder, build_unet, build_vae, modules_to_ldm,
 )
@@ -27,7 +28,6 @@ TINY_UNET = UNetConfig(4, 4, 32, (1, 2, 2, 2), 2, (True, True, True, False), 1, 
 TINY_VAE = VAEConfig(32, (1, 2, 2, 2), 2, 4)
 TINY_TEXT_ENCODER = TextEncoderConfig(49408, 32, 128, 2, 77)
 
-V_PREDICTION_YAML_LINE = '    parameterization: "v"\n'
 LAYOUTS = {
     "sd15": "SD1.5-style pruned fp16 .safetensors",
     "nai": "NovelAI-leak-style fp32 .ckpt: state_dict wrapper, old CLIP layout, position_ids, EMA decay keys, nested state_dict",
@@ -150,69 +150,4 @@ def _write_diffusers_folder(out: Path, seed: int, in_channels: int, with_text_en
     return out
 
 
-def v1_inference_yaml(v_prediction: bool = False) -> str:
-    """A1111's configs/v1-inference.yaml (the keys that matter), plus the v-prediction line when asked."""
-    text = V1_INFERENCE_YAML
-    if v_prediction:
-        text = text.replace("  params:\n", "  params:\n" + V_PREDICTION_YAML_LINE, 1)
-    return text
 
-
-V1_INFERENCE_YAML = """model:
-  base_learning_rate: 1.0e-04
-  target: ldm.models.diffusion.ddpm.LatentDiffusion
-  params:
-    linear_start: 0.00085
-    linear_end: 0.0120
-    num_timesteps_cond: 1
-    log_every_t: 200
-    timesteps: 1000
-    first_stage_key: "jpg"
-    cond_stage_key: "txt"
-    image_size: 64
-    channels: 4
-    cond_stage_trainable: false
-    conditioning_key: crossattn
-    monitor: val/loss_simple_ema
-    scale_factor: 0.18215
-    use_ema: False
-
-    unet_config:
-      target: ldm.modules.diffusionmodules.openaimodel.UNetModel
-      params:
-        image_size: 32
-        in_channels: 4
-        out_channels: 4
-        model_channels: 320
-        attention_resolutions: [ 4, 2, 1 ]
-        num_res_blocks: 2
-        channel_mult: [ 1, 2, 4, 4 ]
-        num_heads: 8
-        use_spatial_transformer: True
-        transformer_depth: 1
-        context_dim: 768
-        use_checkpoint: True
-        legacy: False
-
-    first_stage_config:
-      target: ldm.models.autoencoder.AutoencoderKL
-      params:
-        embed_dim: 4
-        monitor: val/rec_loss
-        ddconfig:
-          double_z: true
-          z_channels: 4
-          resolution: 256
-          in_channels: 3
-          out_ch: 3
-          ch: 128
-          ch_mult: [ 1, 2, 4, 4 ]
-          num_res_blocks: 2
-          attn_resolutions: []
-          dropout: 0.0
-        lossconfig:
-          target: torch.nn.Identity
-
-    cond_stage_config:
-      target: ldm.modules.encoders.modules.FrozenCLIPEmbedder
-"""
