@@ -19,15 +19,19 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 CHILD_BAKE = """
-import resource, sys, time
+import sys, time
+def peak_rss():  # VmHWM: this process's own peak (ru_maxrss keeps the forking parent's across exec)
+    return next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM:'))
 from sd1kit.adapters.bake import bake
 t = time.perf_counter()
 bake(sys.argv[1], [(sys.argv[2], 0.8)], sys.argv[3])
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(time.perf_counter() - t, peak_rss())
 """
 
 CHILD_IN_MEMORY = """
-import resource, sys, time
+import sys, time
+def peak_rss():  # VmHWM: this process's own peak (ru_maxrss keeps the forking parent's across exec)
+    return next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM:'))
 import torch
 from safetensors.torch import load_file, save_file
 from sd1kit.adapters.file import open_adapter
@@ -43,7 +47,7 @@ for module in list(stack.targets):
     if d_w is not None:
         base[module + ".weight"] = (w.float() + d_w).to(w.dtype)
 save_file(base, sys.argv[3])
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(time.perf_counter() - t, peak_rss())
 """
 
 

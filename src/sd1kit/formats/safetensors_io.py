@@ -175,7 +175,7 @@ def write_safetensors_stream(target: str | os.PathLike, entries: list[tuple[str,
             tensor = produce(name)
             if tuple(tensor.shape) != tuple(shape) or TORCH_TO_ST_DTYPE.get(str(tensor.dtype)) != dtype:
                 raise ValueError(f"{name}: produced {tensor.dtype} {tuple(tensor.shape)}, declared {dtype} {shape}")
-            f.write(tensor.contiguous().reshape(-1).view(torch_uint8()).numpy().tobytes())
+            f.write(tensor.contiguous().reshape(-1).view(torch_uint8()).numpy().data)  # no copy of the bytes
         if finish is not None:
             finish()
 

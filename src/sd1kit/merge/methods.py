@@ -118,6 +118,7 @@ class Method:
     params: dict = field(default_factory=dict)  # name -> default
     blocked: tuple[str, ...] = ("alpha",)  # the parameters block weights may vary
     aliases: tuple[str, ...] = ()
+    elementwise: bool = True  # each output entry depends only on the same entry of the inputs (can be chunked)
 
 
 METHODS: tuple[Method, ...] = (
@@ -127,11 +128,12 @@ METHODS: tuple[Method, ...] = (
     Method("sum-twice", sum_twice, 3, {"alpha": 0.5, "beta": 0.5}, ("alpha", "beta"), aliases=("sum_twice",)),
     Method("triple-sum", triple_sum, 3, {"alpha": 1 / 3, "beta": 1 / 3}, ("alpha", "beta"), aliases=("triple_sum",)),
     Method("train-difference", train_difference, 3, {"alpha": 1.0}, aliases=("train_difference", "td")),
-    Method("cosine-a", cosine_a, 2, {"alpha": 1.0}, aliases=("cosine_a", "add-cosine-a")),
-    Method("cosine-b", cosine_b, 2, {"alpha": 1.0}, aliases=("cosine_b", "add-cosine-b")),
-    Method("ties", ties, 0, {"alpha": 1.0, "k": 0.2, "vote_sgn": False}, aliases=("ties-merging",)),
+    Method("cosine-a", cosine_a, 2, {"alpha": 1.0}, aliases=("cosine_a", "add-cosine-a"), elementwise=False),
+    Method("cosine-b", cosine_b, 2, {"alpha": 1.0}, aliases=("cosine_b", "add-cosine-b"), elementwise=False),
+    Method("ties", ties, 0, {"alpha": 1.0, "k": 0.2, "vote_sgn": False}, aliases=("ties-merging",),
+           elementwise=False),
     Method("dare", dare, 0, {"alpha": 1.0, "probability": 0.9, "rescale": 1.0, "seed": 0},
-           aliases=("dropout", "dare-merging")),
+           aliases=("dropout", "dare-merging"), elementwise=False),
 )
 _BY_NAME = {n: m for m in METHODS for n in (m.name, *m.aliases)}
 

@@ -26,6 +26,7 @@ from sd1kit.merge.methods import method
 from sd1kit.merge.recipe import COMPONENTS, Recipe
 
 CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+CHUNK = 1 << 22  # elements per slice for elementwise methods: fp32 copies of a slice, not of a whole tensor
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 RECIPE_KEY = "sd1kit_recipe"
 
@@ -205,13 +206,19 @@ class Merger:
             params["alpha"] = weight_for(key, node.blocks, float(params["alpha"]))
         if "beta" in params and node.blocks_beta:
             params["beta"] = weight_for(key, node.blocks_beta, float(params["beta"]))
-        floats = [v.float() for v in values]
-        if key == CONV_IN and any(v.shape[1] != floats[0].shape[1] for v in floats[1:]):
-            narrow = min(v.shape[1] for v in floats)  # inpainting / instruct-pix2pix A: merge its first channels
-            merged = floats[0].clone()
-            merged[:, :narrow] = m.function(floats[0][:, :narrow], *[v[:, :narrow] for v in floats[1:]], **params)
-            return merged.to(a.dtype)
-        return m.function(*floats, **params).to(a.dtype)
+        if key == CONV_IN and any(v.shape[1] != a.shape[1] for v in values[1:]):
+            narrow = min(v.shape[1] for v in values)  # inpainting / instruct-pix2pix A: merge its first channels
+            merged = a.clone()
+            merged[:, :narrow] = m.function(*[v[:, :narrow].float() for v in values], **params).to(a.dtype)
+            return merged
+        if m.elementwise and a.numel() > CHUNK and all(v.is_contiguous() for v in values):
+            flat = [v.reshape(-1) for v in values]
+            out = torch.empty_like(flat[0])
+            for start in range(0, out.numel(), CHUNK):
+                part = [f[start:start + CHUNK].float() for f in flat]
+                out[start:start + CHUNK] = m.function(*part, **params).to(a.dtype)
+            return out.reshape(a.shape)
+        return m.function(*[v.float() for v in values], **params).to(a.dtype)
 
     # --- the run ---
     def run(self, progress=None) -> MergeResult:
