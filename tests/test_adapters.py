@@ -357,3 +357,17 @@ def test_inspect_shows_adapter_details(cli, lora_dir):
     adapter = json.loads(r.out)[0]["adapter"]
     assert adapter["algorithms"] == {"lokr": adapter["modules"]} and adapter["training"]["ss_network_dim"] == "4"
     assert adapter["top_tags"][:2] == ["1girl", "solo"] and set(adapter["parts"]) == {"unet", "te"}
+
+
+def test_lora_block_weight(model, lora_dir):
+    from sd1kit.merge.blocks import parse_lbw
+    from sd1kit.pipeline.generate import generate
+
+    plain = _pixels(generate(_request("1girl", lora_dir), model))
+    full = _pixels(generate(_request("1girl <lora:lora:0.8>", lora_dir), model))
+    assert np.array_equal(_pixels(generate(_request("1girl <lora:lora:0.8:lbw=ALL_A>", lora_dir), model)), plain)
+    assert np.array_equal(_pixels(generate(_request("1girl <lora:lora:0.8:lbw=ALL_B>", lora_dir), model)), full)
+    only_out = _pixels(generate(_request("1girl <lora:lora:0.8:lbw=OUT_ONLY>", lora_dir), model))
+    assert not np.array_equal(only_out, plain) and not np.array_equal(only_out, full)
+    weights = parse_lbw("1,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1")
+    assert (weights["BASE"], weights["IN01"], weights["IN00"], weights["OUT03"], weights["OUT00"]) == (1, 0, 1, 1, 1)

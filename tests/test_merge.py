@@ -164,6 +164,19 @@ def test_components_and_vae_from_other_inputs(models, tmp_path):
     assert all(torch.equal(got[k], c[k]) for k in c if k.startswith("first_stage_model."))
 
 
+def test_vae_baked_from_an_a1111_vae_file(models, tmp_path):
+    from sd1kit.formats.keys.ldm import VAE_PREFIX
+
+    c = load_file(str(models["c"]))
+    vae = {k[len(VAE_PREFIX):]: v for k, v in c.items() if k.startswith(VAE_PREFIX)}
+    torch.save({"state_dict": {**vae, "loss.logvar": torch.zeros(())}}, tmp_path / "animevae.pt")
+    recipe = short_recipe([str(models["a"])], "no-interpolation", {}, vae=str(tmp_path / "animevae.pt"))
+    got = load_file(str(merge(recipe, tmp_path / "o.safetensors").out))
+    a = load_file(str(models["a"]))
+    assert all(torch.equal(got[k], c[k].to(got[k].dtype)) for k in c if k.startswith(VAE_PREFIX))
+    assert all(torch.equal(got[k], a[k]) for k in a if k.startswith("model.diffusion_model."))
+
+
 def test_provenance_and_redo(models, tmp_path, cli):
     out = tmp_path / "mix.safetensors"
     r = cli("merge", models["a"], models["b"], "--alpha", "0.25", "--blocks", "SMOOTHSTEP", "--out", out, "--quiet")

@@ -13,6 +13,7 @@ from sd1kit.adapters.algorithms.base import alpha_scale
 from sd1kit.adapters.file import AdapterFile
 from sd1kit.adapters.names import Target, adapter_names
 from sd1kit.errors import Sd1kitError
+from sd1kit.merge.blocks import block_of
 
 INPAINT_CONV = "model.diffusion_model.input_blocks.0.0.weight"
 
@@ -24,6 +25,7 @@ class ActiveAdapter:
     te: float = 1.0
     unet: float = 1.0
     dyn: int | None = None  # DyLoRA: use the first `dyn` ranks
+    blocks: dict[str, float] | None = None  # LoRA Block Weight: SD1 block -> extra multiplier
 
 
 @dataclass
@@ -101,6 +103,8 @@ class AdapterStack:
         touched = False
         for item in self.targets.get(module, []):
             multiplier = item.adapter.te if self.parts[module] == "te" else item.adapter.unet
+            if item.adapter.blocks:
+                multiplier *= item.adapter.blocks[block_of(module + ".weight")]
             try:
                 d_w, d_b = _one(item, current, multiplier)
             except (RuntimeError, ValueError, IndexError, KeyError) as e:

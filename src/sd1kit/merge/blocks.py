@@ -67,3 +67,23 @@ def weight_for(key: str, blocks: tuple[float, ...], default: float) -> float:
     if len(blocks) == 25:
         return default if index == 0 else blocks[index - 1]
     return blocks[index]
+
+
+# LoRA Block Weight (the A1111 `lbw=` extension): 26 values as above, or 17 for the blocks that hold attention
+LBW_17 = ("BASE", "IN01", "IN02", "IN04", "IN05", "IN07", "IN08", "M00", *(f"OUT{i:02}" for i in range(3, 12)))
+
+
+def parse_lbw(value: str, where: str = "lbw") -> dict[str, float]:
+    """Block -> multiplier from a preset or 17 / 26 numbers; blocks a 17-value list leaves out keep 1."""
+    text = value.strip()
+    numbers = PRESETS.get(text.upper())
+    if numbers is None:
+        try:
+            numbers = tuple(float(v) for v in re.split(r"[,\s]+", text) if v)
+        except ValueError:
+            raise Sd1kitError(where, f"expected a preset ({', '.join(PRESETS)}) or 17/26 numbers, not {value!r}") from None
+    if len(numbers) == 26:
+        return dict(zip(BLOCKS, numbers))
+    if len(numbers) == 17:
+        return {**dict.fromkeys(BLOCKS, 1.0), **dict(zip(LBW_17, numbers))}
+    raise Sd1kitError(where, f"{len(numbers)} block weights; LoRA Block Weight takes 17 or 26")

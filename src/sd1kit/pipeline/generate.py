@@ -198,6 +198,7 @@ def _adapter_stack(request: GenerationRequest, model: LoadedModel, networks, war
     from sd1kit.adapters.library import adapter_folders, find_adapter, short_hash
     from sd1kit.adapters.live import live_shapes
     from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
+    from sd1kit.merge.blocks import parse_lbw
 
     adapters, hashes = [], []
     folders = [Path(request.lora_dir)] if request.lora_dir else adapter_folders()
@@ -208,7 +209,8 @@ def _adapter_stack(request: GenerationRequest, model: LoadedModel, networks, war
             continue
         path = find_adapter(net.name, folders, request.lora_hashes.get(net.name))
         m = net.multipliers
-        adapters.append(ActiveAdapter(open_adapter(path), net.name, m["te"], m["unet"], m["dyn"]))
+        blocks = parse_lbw(m["lbw"], net.tag) if m.get("lbw") else None
+        adapters.append(ActiveAdapter(open_adapter(path), net.name, m["te"], m["unet"], m["dyn"], blocks))
         alias = net.name.replace(":", "").replace(",", "")
         hashes.append(f"{alias}: {short_hash(path)}")
     if not adapters:

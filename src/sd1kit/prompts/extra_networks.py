@@ -51,7 +51,10 @@ def _adapter(kind: str, positional: list[str], named: dict[str, str], tag: str) 
     te = _number(named.get("te", pos(1)), 1.0, float, problems, "te multiplier")
     unet = _number(named.get("unet", pos(2)), te, float, problems, "unet multiplier")
     dyn = _number(named.get("dyn", pos(3)), None, int, problems, "dyn")
-    return ExtraNetwork(kind, positional[0] if positional else "", {"te": te, "unet": unet, "dyn": dyn}, tag, problems)
+    multipliers = {"te": te, "unet": unet, "dyn": dyn}
+    if "lbw" in named:  # the LoRA Block Weight extension's per-block multipliers
+        multipliers["lbw"] = named["lbw"]
+    return ExtraNetwork(kind, positional[0] if positional else "", multipliers, tag, problems)
 
 
 def parse_extra_networks(prompt: str) -> tuple[str, list[ExtraNetwork]]:
