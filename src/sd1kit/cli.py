@@ -330,6 +330,7 @@ def _cmd_generate(args) -> int:
     if request.steps < 1 or request.batch_size < 1 or request.batch_count < 1:
         raise Sd1kitError("--steps", "steps, batch size and batch count must be at least 1")
     resolve_sampler(request.sampler, request.schedule)  # a bad name fails before any model is loaded
+    request = _catalog_settings(request, args)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(request.model, device=device, dtype=dtype, prediction=request.prediction,
@@ -351,6 +352,76 @@ def _cmd_generate(args) -> int:
         path = save_image(item.image, item.infotext, Path(args.out), item.seed, request.prompt, args.format)
         print(f"wrote {path}" + (" (interrupted)" if item.interrupted else ""))
     return 130 if stop["asked"] else 0
+
+
+def _catalog_settings(request, args):
+    """A checkpoint the catalog knows gets its settings where the user (or the picture) set none, said aloud."""
+    from sd1kit.catalog.advice import apply_settings, identify
+
+    known = identify(request.model)
+    if known is None:
+        return request
+    explicit = {attr for opt, attr in GENERATE_OPTIONS.items() if getattr(args, opt) is not None}
+    if args.from_picture:
+        explicit |= {"clip_skip", "cfg_rescale"}  # the picture says what was used
+    request, message = apply_settings(request, known[0], explicit)
+    if message and not args.quiet:
+        print(f"sd1kit: {message}", file=sys.stderr)
+    return request
+
+
+def _cmd_models(args) -> int:
+    from sd1kit.catalog import render
+    from sd1kit.catalog.catalog import find
+
+    command = getattr(args, "models_command", None)
+    if command == "show":
+        record = find(args.name)
+        if args.json:
+            from dataclasses import asdict
+
+            print(json.dumps(asdict(record), indent=2, ensure_ascii=False))
+        else:
+            print(render.show(record))
+    elif command == "recommend":
+        from sd1kit.catalog.advice import recommend
+
+        advice = recommend(args.ram, args.vram, args.use)
+        print(json.dumps({"family": advice.family, "pick": advice.pick, "reasons": advice.reasons}, indent=2)
+              if args.json else advice.text())
+    elif command == "scan":
+        from sd1kit.catalog.advice import scan
+
+        folder = Path(args.folder) if args.folder else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
+        if not folder.is_dir():
+            raise Sd1kitError(folder, "no such folder")
+        entries = scan(folder, write_yaml=args.write_yaml)
+        if args.json:
+            print(json.dumps([e.as_json() for e in entries], indent=2))
+        for e in entries if not args.json else []:
+            pred = f"{e.prediction} ({e.prediction_source})" if e.prediction else "-"
+            yaml = {"needed": "yaml MISSING (--write-yaml)", "written": "yaml written", "present": "yaml ok"}.get(e.yaml, "")
+            print(f"{e.path}\n  {e.kind}, {e.family}, prediction {pred}"
+                  + (f", catalog {e.catalog}" if e.catalog else "") + (f", hash {e.short_hash}" if e.short_hash else "")
+                  + (f", {yaml}" if yaml else "") + (f"\n  problem: {e.problem}" if e.problem else ""))
+    elif command == "yaml":
+        from sd1kit.formats.yaml_config import v1_inference_yaml
+
+        print(v1_inference_yaml(v_prediction=args.prediction == "v"), end="")
+    elif command == "fingerprint":
+        from sd1kit.catalog.fingerprint import fingerprint
+
+        result = fingerprint(args.model, args.against, base=args.base)
+        print(json.dumps(result.as_json(), indent=2) if args.json else result.summary())
+    elif args.mermaid:
+        print(render.mermaid())
+    elif args.dot:
+        print(render.dot())
+    elif args.json:
+        print(render.as_json())
+    else:
+        print(render.tree())
+    return 0
 
 
 def _cmd_tiny_model(args) -> int:
@@ -541,6 +612,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output .safetensors")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_merge)
+
+    models = sub.add_parser("models", help="the SD1 anime family tree, model facts, advice, folder scan, fingerprints")
+    form = models.add_mutually_exclusive_group()
+    form.add_argument("--mermaid", action="store_true", help="the tree as a Mermaid flowchart (the guide's form)")
+    form.add_argument("--dot", action="store_true", help="the tree as Graphviz dot")
+    form.add_argument("--json", action="store_true", help="every record as JSON")
+    models.set_defaults(func=_cmd_models)
+    msub = models.add_subparsers(dest="models_command")
+    p = msub.add_parser("show", help="everything the catalog knows of one model")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = msub.add_parser("recommend", help="which checkpoint to use, following the guide's reasoning")
+    p.add_argument("--ram", help="system memory, e.g. 16G")
+    p.add_argument("--vram", help="GPU memory, e.g. 4G (leave out for CPU only)")
+    p.add_argument("--for", dest="use", choices=("anime", "nsfw", "furry", "qr-code"), default="anime")
+    p.add_argument("--json", action="store_true")
+    p = msub.add_parser("scan", help="identify every model file in an A1111-style folder")
+    p.add_argument("folder", nargs="?", help="default $SD1KIT_HOME/models")
+    p.add_argument("--write-yaml", action="store_true", help="write the v-prediction yaml beside models that need one")
+    p.add_argument("--json", action="store_true")
+    p = msub.add_parser("yaml", help="print the SD1 yaml config (v1-inference, or its v-prediction variant)")
+    p.add_argument("--prediction", choices=("epsilon", "v"), default="epsilon")
+    p = msub.add_parser("fingerprint", help="what a checkpoint was merged from, by comparing weights with local ones")
+    p.add_argument("model")
+    p.add_argument("--against", nargs="+", required=True, metavar="CHECKPOINT")
+    p.add_argument("--base", help="the common base (default: the candidate closest to all others)")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("demo", help="generate with the built-in tiny model, inspect and convert tiny models")
     p.add_argument("--out", default="outputs")

@@ -25,6 +25,7 @@ class Inspection:
     warnings: list[str]
     refusal: str | None  # why sd1kit will not run or load this file, if it will not
     adapter: dict | None = None  # for LoRA / LyCORIS files: `sd1kit.adapters.file.summarize`
+    catalog: dict | None = None  # the catalog's record of this exact file, matched by hash
 
     def as_json(self) -> dict:
         d, s = self.detection, self.source
@@ -35,7 +36,8 @@ class Inspection:
             "container": s.container, "dtypes": d.dtypes, "has_ema": d.has_ema, "ema_params": d.ema_params,
             "components": d.components, "safe": s.safe, "unsafe_globals": list(s.unsafe_globals),
             "hashes": self.hashes, "metadata": s.metadata,
-            "adapter_algorithms": d.adapter_algorithms, "adapter": self.adapter, "tensors": len(s.tensors),
+            "adapter_algorithms": d.adapter_algorithms, "adapter": self.adapter, "catalog": self.catalog,
+            "tensors": len(s.tensors),
             "yaml": str(d.yaml.path) if d.yaml else None,
             "config": {
                 "unet": d.unet_config.as_dict() if d.unet_config else None,
@@ -100,8 +102,27 @@ def inspect_path(path: str | Path, prediction: str | None = None, ztsnr: bool | 
         from sd1kit.adapters.file import summarize
 
         adapter = summarize(source)
-    return Inspection(source, d, _hashes(source, d.kind, use_cache) if hashes else None,
-                      _warnings(source, d), _refusal(source, d), adapter)
+    file_hashes_ = _hashes(source, d.kind, use_cache) if hashes else None
+    warnings = _warnings(source, d)
+    known = _catalog_match(file_hashes_)
+    if known and known["prediction"] == "v" and d.prediction == "epsilon" and d.prediction_source == "default":
+        warnings.append(f"the catalog knows this file as {known['name']}, a v-prediction model: sd1kit generates "
+                        f"with v; other tools need {source.path.with_suffix('.yaml').name} beside it "
+                        "(sd1kit models scan --write-yaml)")
+    return Inspection(source, d, file_hashes_, warnings, _refusal(source, d), adapter, known)
+
+
+def _catalog_match(hashes: dict | None) -> dict | None:
+    if not hashes or "sha256" not in hashes:
+        return None
+    from sd1kit.catalog.catalog import match_hash
+
+    hit = match_hash(sha256=hashes["sha256"], legacy=hashes.get("a1111_legacy"))
+    if hit is None:
+        return None
+    record, file = hit
+    return {"id": record.id, "name": record.name, "file": file.name, "prediction": record.prediction,
+            "zero_terminal_snr": record.zero_terminal_snr}
 
 
 def _format_params(n: int) -> str:
@@ -166,6 +187,9 @@ def format_human(ins: Inspection) -> str:
         lines.append(f"              model hash {h['a1111_short']} (legacy {h['a1111_legacy']})")
         if "addnet" in h:
             lines.append(f"              lora hash {h['addnet_short']} (addnet {h['addnet']})")
+    if j["catalog"]:
+        c = j["catalog"]
+        lines.append(f"  catalog     {c['name']} [{c['id']}] as {c['file']} (sd1kit models show {c['id']})")
     lines += _provenance(j["metadata"])
     for q in j["quirks"]:
         lines.append(f"  quirk       {q}")

@@ -1,0 +1,161 @@
+"""Acting on the catalog: a known file's settings applied to a generation (saying so), the guide's "which
+checkpoint" advice, and scanning a models folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sd1kit.catalog.catalog import by_id, match_hash
+from sd1kit.catalog.schema import ModelRecord
+
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def identify(path: str | os.PathLike | None):
+    """(record, file) of a checkpoint the catalog knows by its sha256, or None (folders and missing files too)."""
+    if path is None or not Path(path).is_file():
+        return None
+    from sd1kit.formats.hashes import file_hashes
+
+    h = file_hashes(path)
+    return match_hash(sha256=h.sha256, legacy=h.a1111_legacy)
+
+
+def apply_settings(request, record: ModelRecord, explicit: set[str]):
+    """The request with the record's settings where the user set nothing; and what changed, in words."""
+    changes, said = {}, []
+    s = record.settings
+    if record.prediction == "v" and "prediction" not in explicit and request.prediction is None:
+        changes["prediction"] = "v"
+        said.append("v-prediction")
+    if record.zero_terminal_snr and "zero_terminal_snr" not in explicit and request.zero_terminal_snr is None:
+        changes["zero_terminal_snr"] = True
+        said.append("zero terminal SNR")
+    if s.clip_skip and s.clip_skip > 1 and "clip_skip" not in explicit and request.clip_skip == 1:
+        changes["clip_skip"] = s.clip_skip
+        said.append(f"clip skip {s.clip_skip}")
+    if s.cfg_rescale and "cfg_rescale" not in explicit and not request.cfg_rescale:
+        changes["cfg_rescale"] = s.cfg_rescale
+        said.append(f"CFG rescale {s.cfg_rescale}")
+    message = f"{record.name} (catalog): using {', '.join(said)}; set the option to override" if said else None
+    return replace(request, **changes), message
+
+
+@dataclass
+class Advice:
+    pick: list[str]  # catalog ids, best first
+    family: str  # "sd1" or "sdxl"
+    reasons: list[str]
+
+    def text(self) -> str:
+        table = by_id()
+        lines = [f"recommendation: {' + '.join(table[p].name for p in self.pick) if self.pick else 'an SDXL-family checkpoint'}"]
+        lines += [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+def _gib(text: str | None) -> float | None:
+    if text is None:
+        return None
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    scale = {"g": 1.0, "m": 1 / 1024, "t": 1024.0}.get(t[-1:], None)
+    return float(t[:-1]) * scale if scale else float(t)
+
+
+def recommend(ram: str | None = None, vram: str | None = None, use: str = "anime") -> Advice:
+    """The guide's reasoning: SD1 only makes sense on hardware too weak for SDXL or for SD1-only tools (QR Code
+    Monster); within SD1 its pick is EasyFluff + HLL."""
+    ram_g, vram_g = _gib(ram), _gib(vram)
+    if use == "qr-code":
+        return Advice(["qr-monster-v2", "sd1.5"], "sd1", [
+            "QR Code Monster v2 exists only for SD1.5: for QR art SD1 is the right family whatever the hardware.",
+            "Use it with an SD1.5-family checkpoint (an anime one works too), the code on #808080 grey, "
+            "high error correction."])
+    strong = vram_g is not None and vram_g >= 8
+    if strong:
+        return Advice([], "sdxl", [
+            f"{vram_g:g} GiB of VRAM runs SDXL-family checkpoints comfortably; by 2025 SD1 and its derivatives are "
+            "outdated and the guide recommends SDXL (in some cases FLUX) instead.",
+            "SD1 still makes sense for SD1-only tools such as ControlNet QR Code Monster (--for qr-code)."])
+    why = []
+    if vram_g is not None:
+        why.append(f"{vram_g:g} GiB of VRAM is tight for SDXL (it wants about 8): SD1 is the practical choice.")
+    elif ram_g is not None:
+        why.append(f"CPU only with {ram_g:g} GiB RAM: an SD1 step costs a quarter of an SDXL step, and SDXL's "
+                   "weights alone fill 7 GB in fp16.")
+    else:
+        why.append("without a GPU that runs SDXL comfortably, SD1 is the practical choice.")
+    if ram_g is not None and ram_g < 8:
+        why.append("with under 8 GiB RAM use fp16/bf16 weights and tiled VAE decoding (--dtype bf16 --tiled-vae).")
+    if use == "furry":
+        why.append("EasyFluff (FluffyRock lineage, e621 tags) is the furry specialist; HLL adds anime.")
+    else:
+        why.append("the guide's pick within SD1 is EasyFluff + the HLL LyCORIS: up to 1088 px, the best NSFW "
+                   "understanding among SD1 checkpoints, danbooru and e621 tags, NAIv1 LoRAs work.")
+    why.append("EasyFluff is v-prediction with zero terminal SNR: sd1kit knows it from its hash and applies "
+               "v-prediction, ZTSNR and CFG rescale 0.7; other tools need its yaml beside the file.")
+    why.append("alternatives: a Based68/69 or LS_Kerberos merge (HLL already baked in; LS_Kerberos is epsilon), "
+               "or classic NAI v1 derivatives with clip skip 2.")
+    return Advice(["easyfluff", "hll"], "sd1", why)
+
+
+@dataclass
+class ScanEntry:
+    path: str
+    kind: str
+    family: str
+    prediction: str | None
+    prediction_source: str | None
+    catalog: str | None
+    short_hash: str | None
+    yaml: str | None  # "present", "needed", "written", or None when none is needed
+    problem: str | None = None
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _candidates(folder: Path):
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() and ((path / "unet").is_dir() or (path / "model_index.json").is_file()):
+            yield path
+        elif path.is_file() and path.suffix.lower() in MODEL_SUFFIXES and not any(
+                p.is_dir() and ((p / "unet").is_dir() or (p / "model_index.json").is_file()) for p in path.parents):
+            yield path
+
+
+def scan(folder: str | os.PathLike, write_yaml: bool = False) -> list[ScanEntry]:
+    from sd1kit.errors import Sd1kitError
+    from sd1kit.formats.atomic import write_bytes_atomic
+    from sd1kit.formats.yaml_config import v1_inference_yaml
+    from sd1kit.report import inspect_path
+
+    entries = []
+    for path in _candidates(Path(folder)):
+        try:
+            ins = inspect_path(path)
+        except Sd1kitError as e:
+            entries.append(ScanEntry(str(path), "unreadable", "-", None, None, None, None, None, e.message))
+            continue
+        j = ins.as_json()
+        cat = j.get("catalog")
+        prediction, source = j["prediction"], j["prediction_source"]
+        if cat and cat.get("prediction") == "v" and source == "default":
+            prediction, source = "v", "catalog"
+        yaml = None
+        if j["kind"] == "checkpoint" and prediction == "v":
+            beside = path.with_suffix(".yaml") if path.is_file() else None
+            if beside is not None and beside.exists():
+                yaml = "present"
+            elif beside is not None and write_yaml:
+                write_bytes_atomic(beside, v1_inference_yaml(v_prediction=True).encode())
+                yaml = "written"
+            elif beside is not None:
+                yaml = "needed"
+        short = (j["hashes"] or {}).get("a1111_short") if isinstance(j["hashes"], dict) else None
+        entries.append(ScanEntry(str(path), j["kind"], j["family"], prediction if j["kind"] in ("checkpoint", "unet")
+                                 else None, source if j["kind"] in ("checkpoint", "unet") else None,
+                                 cat["id"] if cat else None, short, yaml, ins.refusal))
+    return entries
