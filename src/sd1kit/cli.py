@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -281,6 +282,9 @@ def _generate_request(args):
         if args.vae is None and (fields.get("VAE") or fields.get("VAE hash")):
             found = find_vae(fields.get("VAE"), fields.get("VAE hash"), root / "VAE" if root else models_dir("VAE"))
             request = request.with_(vae=str(found))
+        units = _picture_control_units(fields, root, args)
+        if units:
+            request = request.with_(controlnets=units)
     changes = {attr: getattr(args, opt) for opt, attr in GENERATE_OPTIONS.items() if getattr(args, opt) is not None}
     if args.prompt is not None:
         changes["prompt"] = args.prompt
@@ -309,10 +313,59 @@ def _generate_request(args):
     if args.hires or any(getattr(args, o) is not None for o in GENERATE_OPTIONS if o.startswith("hires_")) \
             or args.hires_resize is not None:
         changes["enable_hr"] = True
+    if args.controlnet:
+        changes["controlnets"] = _control_units(args)
     request = request.with_(**changes, model=str(model_path) if model_path else None)
     if request.init_image is None:
         request = request.with_(denoising_strength=GenerationRequest.denoising_strength)
     return request
+
+
+def _nth(values, i, default):
+    """The i-th value of a repeated option, the last one given for later units, else the default."""
+    if not values:
+        return default
+    return values[min(i, len(values) - 1)]
+
+
+def _control_units(args) -> list:
+    from sd1kit.pipeline.controlnet import ControlUnit
+    from sd1kit.pipeline.from_picture import resolve_file
+
+    images = args.control_image or []
+    if len(images) < len(args.controlnet):
+        raise Sd1kitError("--control-image", f"{len(args.controlnet)} ControlNets but {len(images)} control images")
+    units = []
+    for i, model in enumerate(args.controlnet):
+        unit = ControlUnit(resolve_file(model, "ControlNet"), images[i], _nth(args.control_module, i, "none"),
+                           _nth(args.control_weight, i, 1.0), _nth(args.control_start, i, 0.0),
+                           _nth(args.control_end, i, 1.0), _nth(args.control_mode, i, "Balanced"),
+                           _nth(args.control_resize, i, "Crop and Resize"), args.pixel_perfect,
+                           guess_mode=args.guess_mode)
+        unit.validate()
+        units.append(unit)
+    return units
+
+
+def _picture_control_units(fields: dict, root, args) -> list:
+    """The picture's `ControlNet N` units, their models found in models/ControlNet; images from --control-image."""
+    from sd1kit.pipeline.controlnet import unit_from_infotext
+    from sd1kit.pipeline.from_picture import find_model_file, models_dir
+
+    keys = sorted((k for k in fields if re.fullmatch(r"ControlNet \d+", k)), key=lambda k: int(k.split()[1]))
+    if not keys or args.controlnet:
+        return []
+    folder = root / "ControlNet" if root else models_dir("ControlNet")
+    images = args.control_image or []
+    units = []
+    for i, key in enumerate(keys):
+        unit = unit_from_infotext(fields[key], lambda name, tag: find_model_file(name, tag, folder, "ControlNet"))
+        if i >= len(images):
+            raise Sd1kitError("--control-image", f"the picture used {key} ({Path(unit.model).name}); give its "
+                                                 "control image with --control-image (pictures do not carry it)")
+        unit.image = images[i]
+        units.append(unit)
+    return units
 
 
 def _cmd_generate(args) -> int:
@@ -422,6 +475,46 @@ def _cmd_models(args) -> int:
     else:
         print(render.tree())
     return 0
+
+
+def _cmd_qr(args) -> int:
+    import torch
+
+    from sd1kit.pipeline.from_picture import resolve_file
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.qr import qr_generate, qr_image, scan
+    from sd1kit.pipeline.request import GenerationRequest
+    from sd1kit.pipeline.save import save_image
+
+    w, h = _parse_size(args.size) if args.size else (512, 512)
+    if args.code_only:
+        picture = qr_image(args.text, args.error, args.module_size, args.border, (w, h))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "qr-code.png"
+        picture.save(path)
+        print(f"wrote {path}; scans: {'yes' if scan(picture) == args.text else 'NO'}")
+        return 0
+    if not args.controlnet or not args.prompt:
+        raise Sd1kitError("qr", "give the prompt and --controlnet (QR Code Monster v2), or --code-only")
+    weights = [float(v) for v in args.sweep.split(",")] if args.sweep else [args.weight]
+    request = GenerationRequest(prompt=args.prompt, negative_prompt=args.negative or "", steps=args.steps,
+                                cfg_scale=args.cfg, seed=args.seed, width=w, height=h, sampler=args.sampler,
+                                model=resolve_file(args.model, "Stable-diffusion"))
+    request = _catalog_settings(request, argparse.Namespace(**{**vars(args), "from_picture": None,
+                                                               **{o: None for o in GENERATE_OPTIONS if not hasattr(args, o)}}))
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(request.model, device=device, dtype=dtype)
+    results = qr_generate(args.text, resolve_file(args.controlnet, "ControlNet"), request, model, weights,
+                          args.error, args.module_size, args.border)
+    for r in results:
+        path = save_image(r.image.image, r.image.infotext, Path(args.out), r.image.seed, args.prompt)
+        print(f"wrote {path}: weight {r.weight:g}, scans: {'yes' if r.scans else 'no'}"
+              + (f" (decoded {r.decoded!r})" if r.decoded and not r.scans else ""))
+    good = [r.weight for r in results if r.scans]
+    print(f"lowest weight that scans: {min(good):g}" if good else "no weight tried gives a picture that scans")
+    return 0 if good else 1
 
 
 def _cmd_tiny_model(args) -> int:
@@ -551,6 +644,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hires-schedule")
     p.add_argument("--hires-prompt")
     p.add_argument("--hires-negative")
+    p.add_argument("--controlnet", action="append", metavar="FILE",
+                   help="a ControlNet (file, diffusers folder, or a name in models/ControlNet); repeat for several")
+    p.add_argument("--control-image", action="append", metavar="IMG", help="its control image (one per --controlnet)")
+    p.add_argument("--control-module", action="append", choices=("none", "invert", "canny", "binary", "scribble_xdog"),
+                   help="preprocessor (default none)")
+    p.add_argument("--control-weight", action="append", type=float)
+    p.add_argument("--control-start", action="append", type=float, help="guidance start, fraction of the steps")
+    p.add_argument("--control-end", action="append", type=float, help="guidance end, fraction of the steps")
+    p.add_argument("--control-mode", action="append",
+                   choices=("Balanced", "My prompt is more important", "ControlNet is more important"))
+    p.add_argument("--control-resize", action="append", choices=("Just Resize", "Crop and Resize", "Resize and Fill"))
+    p.add_argument("--pixel-perfect", action="store_true")
+    p.add_argument("--guess-mode", action="store_true")
     p.add_argument("--prediction", choices=("epsilon", "v"))
     p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
@@ -639,6 +745,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", nargs="+", required=True, metavar="CHECKPOINT")
     p.add_argument("--base", help="the common base (default: the candidate closest to all others)")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("qr", help="QR-code art with QR Code Monster: code on grey, generation, scan check, weight sweep")
+    p.add_argument("text", help="the text or URL to encode")
+    p.add_argument("prompt", nargs="?")
+    p.add_argument("--controlnet", help="QR Code Monster (v2) file or folder, or its name in models/ControlNet")
+    p.add_argument("--negative")
+    p.add_argument("--model", help="checkpoint (default: the built-in tiny model)")
+    p.add_argument("--weight", type=float, default=1.35, help="control weight (default 1.35)")
+    p.add_argument("--sweep", help="comma-separated weights, lowest first: stop at the first that scans")
+    p.add_argument("--error", default="H", choices=("L", "M", "Q", "H"), help="error correction (default H)")
+    p.add_argument("--module-size", type=int, default=16, help="pixels per module (shrunk to fit the size)")
+    p.add_argument("--border", type=int, default=4, help="quiet zone in modules")
+    p.add_argument("--code-only", action="store_true", help="only write the control image and check it scans")
+    p.add_argument("--size", default="512x512")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=7.0)
+    p.add_argument("--seed", type=int, default=-1)
+    p.add_argument("--sampler", default="DPM++ 2M Karras")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="outputs")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_qr)
 
     p = sub.add_parser("demo", help="generate with the built-in tiny model, inspect and convert tiny models")
     p.add_argument("--out", default="outputs")

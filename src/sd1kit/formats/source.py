@@ -152,6 +152,12 @@ def _weights_file(folder: Path) -> Path | None:
 
 def _open_diffusers(path: Path) -> ModelSource:
     parts = {name: f for name in DIFFUSERS_PARTS if (f := _weights_file(path / name)) is not None}
+    single = _weights_file(path)
+    if not parts and single is not None:  # one model's folder (e.g. a diffusers ControlNet): its weights file
+        inner = open_source(single)
+        inner.path, inner.files = path, [single]
+        inner.container = "diffusers"
+        return inner
     if not parts:
         raise BadFileError(path, "a folder, but not a diffusers model (no unet/, vae/ or text_encoder/ weights)")
     source = ModelSource(path, "diffusers", files=list(parts.values()))

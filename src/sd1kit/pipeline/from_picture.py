@@ -12,7 +12,7 @@ from sd1kit.metadata.infotext import parse_infotext
 from sd1kit.pipeline.model import BUILTIN_NAME
 from sd1kit.pipeline.request import GenerationRequest
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 
 # infotext field -> (request attribute, converter)
 FIELDS = {
@@ -97,12 +97,22 @@ def _find(name: str | None, short_hash: str | None, folder: Path, what: str) -> 
     raise Sd1kitError(what, f"{what.lower()} {name!r} [{short_hash}] is not in {folder}")
 
 
+def find_model_file(name: str | None, short_hash: str | None, folder: Path, what: str) -> Path:
+    """A model file or diffusers folder in `folder`, by stem / name, else by hash prefix (files only)."""
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if name and path.is_dir() and path.name == name:
+                return path
+    return _find(name, short_hash, folder, what)
+
+
 def resolve_file(value: str | None, kind: str) -> str | None:
     """A path as given, or a name / short hash looked up in $SD1KIT_HOME/models/<kind> (A1111's folders)."""
     if value is None or Path(value).exists():
         return value
     looks_hashed = 8 <= len(value) <= 64 and all(c in "0123456789abcdefABCDEF" for c in value)
-    return str(_find(value, value if looks_hashed else None, models_dir(kind), "Model" if kind != "VAE" else "VAE"))
+    what = {"VAE": "VAE", "ControlNet": "ControlNet"}.get(kind, "Model")
+    return str(find_model_file(value, value if looks_hashed else None, models_dir(kind), what))
 
 
 def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:

@@ -45,6 +45,7 @@ class Result:
     images: list[GeneratedImage] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     adapters: list = field(default_factory=list)  # AdapterReport of each LoRA/LyCORIS applied
+    controls: object = None  # the ControlSet, when ControlNets ran
 
 
 def resolve_seed(seed: int) -> int:
@@ -65,8 +66,13 @@ def _schedule_at(schedule: list[tuple[int, torch.Tensor]], step: int) -> torch.T
     return next((cond for until, cond in schedule if step <= until), schedule[-1][1])
 
 
-def _denoiser(model: LoadedModel, spec: SamplerSpec):
-    raw = unet_model(model.modules.unet)
+def _denoiser(model: LoadedModel, spec: SamplerSpec, controls=None):
+    if controls is not None:
+        from sd1kit.pipeline.controlnet import controlled_unet_model
+
+        raw = controlled_unet_model(model.modules.unet, controls)
+    else:
+        raw = unet_model(model.modules.unet)
     if spec.denoiser == "lcm":
         return LCMDenoiser(raw, model.schedule)
     return Denoiser(raw, model.schedule, model.prediction)
@@ -234,6 +240,13 @@ def _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_par
     if src.mask is not None:
         inpainting = {"keep": inpaint.latent_mask(src.mask, w, h), "content": request.masked_content}
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
+    controls = None
+    if request.controlnets:
+        from sd1kit.pipeline.controlnet import ControlSet, infotext_units
+
+        controls = ControlSet(request.controlnets, model.device, model.dtype)
+        vae_params = {**vae_params, **infotext_units(controls)}
+        result.controls = controls
     if encoder.used_embeddings:  # A1111's "TI hashes": name: first 12 hex of the file's sha256
         ti = ", ".join(f"{n}: {embeddings.embeddings[n].short_hash}" for n in sorted(encoder.used_embeddings))
         vae_params = {**vae_params, "TI hashes": ti}
@@ -242,9 +255,10 @@ def _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_par
         subseeds = [subseed + batch * request.batch_size + i for i in range(request.batch_size)]
         latents, interrupted = _sample(request, model, spec, sched, request.steps, *first, seeds, subseeds, w, h,
                                        src.latent, request.denoising_strength, callback, should_stop, image_cond,
-                                       inpainting)
+                                       inpainting, controls)
         if hires is not None and not interrupted:
-            latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop)
+            latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop,
+                                               controls)
         pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale, request.tiled_vae)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
@@ -313,7 +327,7 @@ def _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) -> dict:
     return {"spec": spec, "sched": sched, "steps": steps, "conds": conds, "size": (tw - tw % 8, th - th % 8)}
 
 
-def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_stop):
+def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_stop, controls=None):
     tw, th = hr["size"]
     if request.hr_upscaler in hires.LATENT_UPSCALERS:
         init = hires.upscale_latents(latents, request.hr_upscaler, tw, th)
@@ -325,7 +339,7 @@ def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_s
     if model.modules.unet_config.in_channels == 9:  # inpainting checkpoints see "paint everything" at the new size
         image_cond = inpaint.model_conditioning(model.modules.vae, None, None, tw, th, model.latent_scale)
     return _sample(request, model, hr["spec"], hr["sched"], hr["steps"], *hr["conds"], seeds, subseeds, tw, th,
-                   init, request.hr_denoising_strength, callback, should_stop, image_cond)
+                   init, request.hr_denoising_strength, callback, should_stop, image_cond, controls=controls)
 
 
 def _img2img_start(spec, sched, steps, denoise, schedule, init, noise):
@@ -346,7 +360,7 @@ def _img2img_start(spec, sched, steps, denoise, schedule, init, noise):
 
 
 def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, w, h, init, denoise, callback,
-            should_stop, image_cond=None, inpainting=None):
+            should_stop, image_cond=None, inpainting=None, controls=None):
     n = len(seeds)
     device = model.device
     rng = ImageRNG((4, h // 8, w // 8), seeds, source=request.rng, device=device,
@@ -364,7 +378,9 @@ def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, 
     conds_at = lambda step: [[(_schedule_at(s, step), wt) for s, wt in parts] for _ in range(n)]
     uncond_at = lambda step: _schedule_at(uncond, step).expand(n, -1, -1)
     keep = inpainting["keep"].to(device) if inpainting is not None else None
-    cfg = CFGDenoiser(_denoiser(model, spec), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
+    if controls is not None and sigmas is not None:
+        controls.begin_pass(sigmas, model.schedule)
+    cfg = CFGDenoiser(_denoiser(model, spec, controls), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
                       request.s_min_uncond,
                       image_cond=None if image_cond is None else image_cond.to(device).expand(n, -1, -1, -1),
                       mask=keep, init_latent=init if keep is not None else None,

@@ -59,6 +59,7 @@ class GenerationRequest:
     hr_schedule: str | None = None
     hr_prompt: str | None = None  # None = the same prompt
     hr_negative_prompt: str | None = None
+    controlnets: list = field(default_factory=list)  # pipeline.controlnet.ControlUnit, applied in order
     extra: dict = field(default_factory=dict)  # extra infotext parameters carried through
 
     def with_(self, **changes) -> "GenerationRequest":

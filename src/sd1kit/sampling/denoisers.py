@@ -12,7 +12,8 @@ import torch
 
 from sd1kit.sampling.schedules import DiscreteSchedule
 
-# model(x_in, t, context, image_cond) -> epsilon or v, the UNet's raw output
+# model(x_in, t, context, image_cond[, uncond]) -> epsilon or v, the UNet's raw output (uncond, for models with
+# `accepts_uncond`: which rows are the negative prompt's, e.g. ControlNet's "ControlNet is more important")
 RawModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 PREDICTIONS = ("epsilon", "v")
 
@@ -26,6 +27,11 @@ def unet_model(unet) -> RawModel:
         dtype = unet.dtype  # the UNet may run in bf16/fp16 while the sampler keeps fp32 latents
         return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype)).sample.to(x_in.dtype)
     return run
+
+
+def uncond_arg(model, uncond) -> dict:
+    """Only models that declare `accepts_uncond` get told which rows are the negative prompt's."""
+    return {"uncond": uncond} if getattr(model, "accepts_uncond", False) else {}
 
 
 def _bc(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -44,10 +50,10 @@ class Denoiser:
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, not {self.prediction!r}")
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context=None, image_cond=None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context=None, image_cond=None, uncond=None) -> torch.Tensor:
         s = _bc(sigma, x)
         c_in = 1 / (s ** 2 + 1) ** 0.5
-        out = self.model(x * c_in, self.schedule.sigma_to_t(sigma), context, image_cond)
+        out = self.model(x * c_in, self.schedule.sigma_to_t(sigma), context, image_cond, **uncond_arg(self.model, uncond))
         if self.prediction == "epsilon":
             return x - s * out
         return x / (s ** 2 + 1) - out * s / (s ** 2 + 1) ** 0.5
@@ -131,19 +137,20 @@ class CFGDenoiser:
 
     def _run(self, x_in, sigma_in, cond_tensors, uncond, image_in) -> torch.Tensor:
         tokens = {c.shape[1] for c in cond_tensors} | ({uncond.shape[1]} if uncond is not None else set())
+        n_cond = len(cond_tensors)
+        rows = torch.arange(x_in.shape[0], device=x_in.device) >= n_cond  # True: a negative-prompt row
         if len(tokens) == 1:  # one batched UNet call for cond and uncond
             context = torch.cat(cond_tensors + ([uncond] if uncond is not None else []))
             self.calls.append(x_in.shape[0])
-            return self.denoiser(x_in, sigma_in, context, image_in)
+            return self.denoiser(x_in, sigma_in, context, image_in, rows)
         # different lengths (A1111's default without padding): conds and uncond run separately
-        n_cond = len(cond_tensors)
         outs = []
         for i, c in enumerate(cond_tensors):
             self.calls.append(1)
             outs.append(self.denoiser(x_in[i:i + 1], sigma_in[i:i + 1], c,
-                                      None if image_in is None else image_in[i:i + 1]))
+                                      None if image_in is None else image_in[i:i + 1], rows[i:i + 1]))
         if uncond is not None:
             self.calls.append(x_in.shape[0] - n_cond)
             outs.append(self.denoiser(x_in[n_cond:], sigma_in[n_cond:], uncond,
-                                      None if image_in is None else image_in[n_cond:]))
+                                      None if image_in is None else image_in[n_cond:], rows[n_cond:]))
         return torch.cat(outs)

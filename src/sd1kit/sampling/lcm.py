@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sd1kit.sampling.denoisers import RawModel, _bc
+from sd1kit.sampling.denoisers import RawModel, _bc, uncond_arg
 from sd1kit.sampling.schedules import DiscreteSchedule
 
 ORIGINAL_STEPS = 50
@@ -49,10 +49,10 @@ class LCMDenoiser:
     def __post_init__(self):
         self.lcm = LCMSchedule(self.schedule)
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context=None, image_cond=None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, context=None, image_cond=None, uncond=None) -> torch.Tensor:
         s = _bc(sigma, x)
         t = self.lcm.sigma_to_t(sigma)
-        eps = self.model(x / (s ** 2 + 1) ** 0.5, t, context, image_cond)
+        eps = self.model(x / (s ** 2 + 1) ** 0.5, t, context, image_cond, **uncond_arg(self.model, uncond))
         x0 = x - s * eps
         scaled = _bc(t, x).to(x.dtype) * 10.0
         c_skip = 0.25 / (scaled ** 2 + 0.25)
