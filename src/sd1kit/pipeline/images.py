@@ -73,13 +73,20 @@ def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tup
     return [Image.fromarray(a) for a in arrays], retried
 
 
+def open_picture(source, mode: str, what: str = "image") -> Image.Image:
+    """A file path or an already decoded PIL image (the HTTP API's), converted to `mode`."""
+    if isinstance(source, Image.Image):
+        return source.convert(mode)
+    try:
+        with Image.open(source) as im:
+            return im.convert(mode)
+    except (OSError, ValueError) as e:
+        raise Sd1kitError(source, f"not a readable {what} ({e.__class__.__name__})") from None
+
+
 def load_image(path, width: int | None, height: int | None) -> Image.Image:
     """An RGB picture, resized to width x height (A1111's "Just resize") unless they are None."""
-    try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise Sd1kitError(path, f"not a readable image ({e.__class__.__name__})") from None
+    image = open_picture(path, "RGB")
     if width is not None and image.size != (width, height):
         image = image.resize((width, height), Image.LANCZOS)
     return image

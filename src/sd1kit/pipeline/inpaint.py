@@ -8,18 +8,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from sd1kit.errors import Sd1kitError
 from sd1kit.pipeline import images
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 
 
 def load_mask(path, width: int, height: int, blur: int, invert: bool) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            mask = im.convert("L")
-    except (OSError, ValueError) as e:
-        raise Sd1kitError(path, f"not a readable mask image ({e.__class__.__name__})") from None
+    mask = images.open_picture(path, "L", "mask image")
     if invert:
         mask = ImageOps.invert(mask)
     if mask.size != (width, height):

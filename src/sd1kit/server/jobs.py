@@ -1,0 +1,104 @@
+"""One worker thread owns the model and runs jobs from a bounded FIFO queue; HTTP handlers only enqueue and wait
+on futures. Every accepted job ends with a result or an error; queued jobs can be cancelled, the running one
+interrupted (it keeps its unfinished image, as A1111 does)."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sd1kit.errors import Sd1kitError
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # txt2img | img2img | options
+    work: Callable  # (job) -> result, run on the worker thread
+    future: Future = field(default_factory=Future)
+    state: str = "queued"  # queued | running | done | failed | cancelled
+    step: int = 0
+    steps: int = 0
+    started: float | None = None
+    preview: object = None  # the latest x0-hat latent (for live previews)
+    stop: bool = False
+
+    def as_json(self) -> dict:
+        done = self.state in ("done", "failed", "cancelled")
+        return {"id": self.id, "kind": self.kind, "state": self.state, "step": self.step, "steps": self.steps,
+                "progress": 1.0 if done else (self.step / self.steps if self.steps else 0.0)}
+
+
+class JobQueue:
+    def __init__(self, maxsize: int = 16):
+        self.maxsize = maxsize
+        self._queue: queue.Queue[Job] = queue.Queue(maxsize=maxsize)
+        self._ids = itertools.count(1)
+        self.jobs: dict[str, Job] = {}  # recent jobs by id (finished ones kept for a while)
+        self.current: Job | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="sd1kit-worker", daemon=True)
+        self._closing = False
+        self._thread.start()
+
+    def submit(self, kind: str, work: Callable) -> Job:
+        job = Job(f"job-{next(self._ids)}", kind, work)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(f"the queue is full ({self.maxsize} jobs waiting); try again later") from None
+        with self._lock:
+            self.jobs[job.id] = job
+            if len(self.jobs) > 1000:  # forget the oldest finished jobs
+                for key in [k for k, j in self.jobs.items() if j.future.done()][:200]:
+                    del self.jobs[key]
+        return job
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise Sd1kitError(job_id, "no such job")
+        job.stop = True  # a queued job is dropped by the worker, the running one stops at its next step
+        return job
+
+    def interrupt(self) -> None:
+        if self.current is not None:
+            self.current.stop = True
+
+    def _run(self) -> None:
+        while not self._closing:
+            try:
+                job = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job.stop:
+                job.state = "cancelled"
+                if not job.future.done():
+                    job.future.set_exception(Sd1kitError(job.id, "cancelled before it started"))
+                continue
+            job.state, job.started, self.current = "running", time.time(), job
+            try:
+                result = job.work(job)
+            except BaseException as e:  # noqa: BLE001 - every failure goes back to the client that asked
+                job.state = "failed"
+                job.future.set_exception(e)
+            else:
+                job.state = "done"
+                job.future.set_result(result)
+            finally:
+                self.current = None
+
+    def close(self) -> None:
+        self._closing = True

@@ -1,0 +1,251 @@
+"""`sd1kit serve`: the A1111 API through the real `webuiapi` client, the job queue under load, security, and the
+web page in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sd1kit.server.app import ServerConfig, create_app
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Running:
+    def __init__(self, config: ServerConfig):
+        import uvicorn
+
+        self.port = _free_port()
+        self.app = create_app(config)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tiny_models, tmp_path_factory):
+    from sd1kit.dev.adapters import write_synthetic_adapter
+    from sd1kit.formats.source import open_source
+
+    root = tmp_path_factory.mktemp("server") / "models"
+    (root / "Stable-diffusion").mkdir(parents=True)
+    (root / "Lora").mkdir()
+    shutil.copy(tiny_models["sd15"], root / "Stable-diffusion" / "sd15-tiny.safetensors")
+    shutil.copy(tiny_models["wd"], root / "Stable-diffusion" / "wd-tiny.ckpt")
+    write_synthetic_adapter(root / "Lora" / "style.safetensors", open_source(tiny_models["sd15"]).shapes)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models_dir):
+    running = Running(ServerConfig(models_dir, queue_size=8))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    import webuiapi
+
+    return webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+
+
+def _png(seed=0, size=64) -> Image.Image:
+    return Image.fromarray((np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8))
+
+
+def test_txt2img_img2img_png_info_with_webuiapi(api):
+    r = api.txt2img(prompt="1girl <lora:style:0.5>", negative_prompt="lowres", steps=2, width=64, height=64, seed=11,
+                    sampler_name="DPM++ 2M", scheduler="Karras", batch_size=2)
+    assert [im.size for im in r.images] == [(64, 64), (64, 64)] and r.info["all_seeds"] == [11, 12]
+    assert 'Lora hashes: "style: ' in r.info["infotexts"][0] and "Schedule type: Karras" in r.info["infotexts"][0]
+    assert r.images[0].info["parameters"] == r.info["infotexts"][0]  # the PNG carries its infotext
+    info = api.png_info(r.images[0])
+    assert info.info.startswith("1girl <lora:style:0.5>\nNegative prompt: lowres\nSteps: 2")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    r2 = api.img2img(images=[_png(1)], mask_image=mask, prompt="cat", steps=2, width=64, height=64,
+                     denoising_strength=0.6, seed=3, inpainting_fill=1)
+    assert r2.image.size == (64, 64) and "Masked content: original" in r2.info["infotexts"][0]
+    assert np.array_equal(np.asarray(r2.image)[:4, :4], np.asarray(_png(1))[:4, :4])  # unmasked corner kept
+
+
+def test_options_switch_the_model(api):
+    names = api.util_get_model_names()
+    assert any(n.startswith("wd-tiny.ckpt [") for n in names) and "sd1kit-tiny [built-in]" in names
+    target = next(n for n in names if n.startswith("wd-tiny.ckpt"))
+    api.util_set_model(target, find_closest=False)
+    assert api.get_options()["sd_model_checkpoint"] == target
+    r = api.txt2img(prompt="x", steps=1, width=64, height=64, seed=1)
+    assert "Model: wd-tiny" in r.info["infotexts"][0]
+    api.util_set_model("sd1kit-tiny [built-in]", find_closest=False)
+
+
+def test_progress_and_interrupt(api, server):
+    results = {}
+
+    def long_job():
+        results["r"] = api.txt2img(prompt="x", steps=40, width=128, height=128, seed=2)
+
+    thread = threading.Thread(target=long_job)
+    thread.start()
+    seen = None
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        p = api.get_progress()
+        if p["progress"] > 0:
+            seen = p
+            break
+        time.sleep(0.05)
+    assert seen is not None and seen["state"]["sampling_steps"] == 40 and seen["current_image"]
+    api.interrupt()
+    thread.join(60)
+    assert results["r"].info["interrupted"] is True and results["r"].images  # the unfinished picture comes back
+    api.util_wait_for_ready(check_interval=0.1)
+
+
+def test_lists_and_openapi(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url) as c:
+        assert {s["name"] for s in c.get("/sdapi/v1/samplers").json()} >= {"Euler a", "DPM++ 2M", "DDIM"}
+        assert any(s["label"] == "Karras" for s in c.get("/sdapi/v1/schedulers").json())
+        assert [l["name"] for l in c.get("/sdapi/v1/loras").json()] == ["style"]
+        assert any(u["name"] == "Latent" for u in c.get("/sdapi/v1/upscalers").json())
+        assert "ram" in c.get("/sdapi/v1/memory").json()
+        spec = c.get("/openapi.json").json()
+        assert "/sdapi/v1/txt2img" in spec["paths"] and "/sdapi/v1/progress" in spec["paths"]
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..%2f..%2fsecret", "C:\\models\\x.ckpt",
+                                  "sub/../../x.safetensors"])
+def test_names_never_become_paths(server, name):
+    import httpx
+
+    with httpx.Client(base_url=server.url) as c:
+        r = c.post("/sdapi/v1/options", json={"sd_model_checkpoint": name})
+        assert r.status_code == 400 and "not a plain name" in r.json()["error"]
+        r = c.post("/sdapi/v1/txt2img", json={"prompt": f"x <lora:{name}:1>", "steps": 1, "width": 64, "height": 64})
+        assert r.status_code == 400
+
+
+def test_auth_and_bind_rules(models_dir, cli):
+    import httpx
+
+    running = Running(ServerConfig(models_dir, auth=("ann", "s3cret")))
+    try:
+        with httpx.Client(base_url=running.url) as c:
+            assert c.get("/sdapi/v1/samplers").status_code == 401
+            assert c.get("/sdapi/v1/samplers", auth=("ann", "wrong")).status_code == 401
+            assert c.get("/sdapi/v1/samplers", auth=("ann", "s3cret")).status_code == 200
+    finally:
+        running.stop()
+    r = cli("serve", "--host", "0.0.0.0", "--port", "1")
+    assert r.code == 2 and "--auth" in r.err
+
+
+def _rss() -> int:
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+
+
+def test_load_every_request_answered_none_lost(server):
+    """300 requests from 20 concurrent clients: each gets its own picture (its seed back) or a 429."""
+    import httpx
+
+    answers, lock = [], threading.Lock()
+
+    def client(index: int):
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            for k in range(15):
+                seed = index * 1000 + k
+                r = c.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64,
+                                                      "seed": seed, "sampler_name": "Euler"})
+                body = r.json()
+                got = json.loads(body["info"])["all_seeds"] if r.status_code == 200 else None
+                with lock:
+                    answers.append((seed, r.status_code, got))
+
+    def interrupter():
+        with httpx.Client(base_url=server.url) as c:
+            for _ in range(5):
+                time.sleep(0.3)
+                c.post("/sdapi/v1/interrupt")
+
+    warm = [threading.Thread(target=client, args=(99,))]
+    for t in warm:
+        t.start()
+        t.join()
+    before = _rss()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)] + [threading.Thread(target=interrupter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    after = _rss()
+    load = [a for a in answers if a[0] < 99000]
+    assert len(load) == 300
+    assert {code for _, code, _ in load} <= {200, 429}
+    done = [(seed, got) for seed, code, got in load if code == 200]
+    assert done and all(got == [seed] for seed, got in done)  # each request got its own picture
+    assert len({seed for seed, _ in done}) == len(done)  # none duplicated
+    assert sum(code == 429 for _, code, _ in load) > 0  # the bounded queue pushed back
+    assert after - before < 200 << 20, (before, after)
+
+
+def test_page_in_headless_chromium(server, tmp_path):
+    chromium = Path("/usr/bin/chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    picture = tmp_path / "picture.png"
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red fox\nNegative prompt: blurry\nSteps: 9, Sampler: Euler a, CFG scale: 6, "
+                                "Seed: 77, Size: 64x64, Model: x")
+    _png(4).save(picture, pnginfo=info)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-width screen
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('#sampler option').length > 5")
+        page.fill("#prompt", "1girl, smile")
+        for field, value in (("#steps", "3"), ("#width", "64"), ("#height", "64"), ("#seed", "123")):
+            page.fill(field, value)
+        page.click("#generate")
+        page.wait_for_selector("#gallery figure .infotext", timeout=120000)
+        text = page.inner_text("#gallery figure .infotext")
+        assert text.startswith("1girl, smile") and "Seed: 123" in text and "Size: 64x64" in text
+        assert page.eval_on_selector("#progress", "e => e.value") == 1
+        page.set_input_files("#pick", str(picture))
+        page.wait_for_selector("#metadata pre")
+        assert "Steps: 9" in page.inner_text("#metadata pre")
+        page.click("#metadata button")
+        assert page.input_value("#prompt") == "a red fox" and page.input_value("#steps") == "9"
+        browser.close()
