@@ -57,6 +57,10 @@ def models_dir(tiny_models, tmp_path_factory):
     shutil.copy(tiny_models["sd15"], root / "Stable-diffusion" / "sd15-tiny.safetensors")
     shutil.copy(tiny_models["wd"], root / "Stable-diffusion" / "wd-tiny.ckpt")
     write_synthetic_adapter(root / "Lora" / "style.safetensors", open_source(tiny_models["sd15"]).shapes)
+    from sd1kit.dev.controlnet import write_tiny_controlnet
+
+    (root / "ControlNet").mkdir()
+    write_tiny_controlnet(root / "ControlNet" / "control_v11p_sd15_canny.safetensors", "ldm")
     return root
 
 
@@ -92,6 +96,42 @@ def test_txt2img_img2img_png_info_with_webuiapi(api):
                      denoising_strength=0.6, seed=3, inpainting_fill=1)
     assert r2.image.size == (64, 64) and "Masked content: original" in r2.info["infotexts"][0]
     assert np.array_equal(np.asarray(r2.image)[:4, :4], np.asarray(_png(1))[:4, :4])  # unmasked corner kept
+
+
+def test_controlnet_through_alwayson_scripts(api):
+    import webuiapi
+
+    unit = webuiapi.ControlNetUnit(image=_png(2), module="canny", model="control_v11p_sd15_canny [00000000]",
+                                   weight=0.7, guidance_end=0.8, threshold_a=100, threshold_b=200, control_mode=2,
+                                   resize_mode="Crop and Resize")
+    r = api.txt2img(prompt="x", steps=2, width=64, height=64, seed=4, controlnet_units=[unit], alwayson_scripts={})
+    text = r.info["infotexts"][0]
+    assert 'ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny [' in text
+    assert "Weight: 0.7" in text and "Control Mode: ControlNet is more important" in text
+    plain = api.txt2img(prompt="x", steps=2, width=64, height=64, seed=4, alwayson_scripts={})  # (webuiapi's
+    # default alwayson_scripts dict is shared between calls: pass fresh ones)
+    assert not np.array_equal(np.asarray(r.image), np.asarray(plain.image))
+
+
+def test_job_api_cancels_queued_jobs(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        body = {"kind": "txt2img", "payload": {"prompt": "x", "steps": 20, "width": 128, "height": 128}}
+        ids = [c.post("/sd1kit/v1/jobs", json=body).json()["id"] for _ in range(3)]
+        assert c.delete(f"/sd1kit/v1/jobs/{ids[2]}").status_code == 200
+        c.delete(f"/sd1kit/v1/jobs/{ids[0]}")  # the running one stops at its next step
+        deadline = time.time() + 60
+        states = {}
+        while time.time() < deadline:
+            states = {i: c.get(f"/sd1kit/v1/jobs/{i}").json() for i in ids}
+            if all(s["state"] in ("done", "failed", "cancelled") for s in states.values()):
+                break
+            time.sleep(0.1)
+        assert states[ids[2]]["state"] == "cancelled" and "cancelled" in states[ids[2]]["error"]
+        assert states[ids[1]]["state"] == "done" and states[ids[1]]["result"]["images"]
+        assert states[ids[0]]["state"] == "done" and json.loads(states[ids[0]]["result"]["info"])["interrupted"]
+        assert c.get("/sd1kit/v1/jobs/job-999999").status_code == 404
 
 
 def test_options_switch_the_model(api):

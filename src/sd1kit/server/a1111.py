@@ -128,3 +128,56 @@ def generation_response(payload: dict, result, request: GenerationRequest) -> di
     send = payload.get("send_images", True) is not False
     return {"images": [encode_png(i.image, i.infotext) for i in images] if send else [],
             "parameters": payload, "info": json.dumps(info)}
+
+
+RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
+CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+RESIZE_ALIASES = {"Inner Fit (Scale to Fit)": "Crop and Resize", "Outer Fit (Shrink to Fit)": "Resize and Fill",
+                  "Scale to Fit (Inner Fit)": "Crop and Resize", "Envelope (Outer Fit)": "Resize and Fill"}
+MODULE_ALIASES = {"canny": "canny", "none": "none", "invert": "invert", "binary": "binary",
+                  "threshold": "binary", "scribble_xdog": "scribble_xdog", "invert (from white bg & black line)": "invert"}
+
+
+def _choice(value, choices, aliases=None, what=""):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= int(value) < len(choices):
+        return choices[int(value)]
+    text = str(value)
+    text = (aliases or {}).get(text, text)
+    if text in choices:
+        return text
+    raise Sd1kitError(what, f"{value!r} is not one of {', '.join(choices)}")
+
+
+def control_units(payload: dict, find_model) -> list:
+    """`alwayson_scripts.ControlNet.args` in the ControlNet extension's format; `find_model(name)` resolves a
+    model name (with or without its ` [hash]`) inside the models folder."""
+    from sd1kit.pipeline.controlnet import ControlUnit
+
+    scripts = payload.get("alwayson_scripts") or {}
+    block = next((v for k, v in scripts.items() if k.lower() == "controlnet"), None)
+    units = []
+    for i, raw in enumerate((block or {}).get("args") or []):
+        if not isinstance(raw, dict) or raw.get("enabled") is False:
+            continue
+        module = MODULE_ALIASES.get(str(raw.get("module") or "none"))
+        if module is None:
+            raise Sd1kitError(f"ControlNet {i}", f"preprocessor {raw.get('module')!r} needs downloaded weights; "
+                                                 "use none, canny, binary, scribble_xdog or invert")
+        image = raw.get("image") or raw.get("input_image")
+        if isinstance(image, dict):
+            image = image.get("image")
+        if not image:
+            raise Sd1kitError(f"ControlNet {i}", "no control image")
+        a, b = raw.get("threshold_a"), raw.get("threshold_b")
+        unit = ControlUnit(find_model(str(raw.get("model") or "")), None, module, float(raw.get("weight", 1.0)),
+                           float(raw.get("guidance_start", 0.0)), float(raw.get("guidance_end", 1.0)),
+                           _choice(raw.get("control_mode", 0), CONTROL_MODES, None, f"ControlNet {i} control_mode"),
+                           _choice(raw.get("resize_mode", 1), RESIZE_MODES, RESIZE_ALIASES, f"ControlNet {i} resize_mode"),
+                           bool(raw.get("pixel_perfect")), int(raw.get("processor_res") or 512),
+                           None if a is None or a < 0 or module in ("none", "invert") else float(a),
+                           None if b is None or b < 0 or module in ("none", "invert") else float(b),
+                           bool(raw.get("guessmode") or raw.get("guess_mode")),
+                           picture=decode_image(image, f"ControlNet {i} image").convert("RGB"))
+        unit.validate()
+        units.append(unit)
+    return units

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
-from sd1kit.server.a1111 import decode_image, encode_png, generation_request, generation_response
+from sd1kit.server.a1111 import control_units, decode_image, encode_png, generation_request, generation_response
 from sd1kit.server.jobs import JobQueue, QueueFull
 
 BUILTIN_TITLE = "sd1kit-tiny [built-in]"
@@ -128,10 +128,20 @@ def create_app(config: ServerConfig) -> FastAPI:
     if config.model:
         state.model_title = find_checkpoint(state, config.model)["title"]
 
+    def find_controlnet(name: str) -> str:
+        name = safe_name(name.split(" [")[0].strip(), "ControlNet model")
+        folder = state.folder("ControlNet")
+        if folder and folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if name in (path.stem, path.name):
+                    return str(path)
+        raise Sd1kitError("ControlNet model", f"{name!r} is not in the models folder's ControlNet/")
+
     def generation_job(payload: dict, img2img: bool):
         request, images = generation_request(payload, img2img)
         _check_prompt_names(request)
-        request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"),
+        units = control_units(payload, find_controlnet)
+        request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
                                 lora_dir=str(state.folder("Lora")) if state.folder("Lora") else None,
                                 embeddings_dir=None)
         wanted = (payload.get("override_settings") or {}).get("sd_model_checkpoint")
