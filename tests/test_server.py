@@ -191,6 +191,9 @@ def test_names_never_become_paths(server, name):
         assert r.status_code == 400 and "not a plain name" in r.json()["error"]
         r = c.post("/sdapi/v1/txt2img", json={"prompt": f"x <lora:{name}:1>", "steps": 1, "width": 64, "height": 64})
         assert r.status_code == 400
+        r = c.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64,
+                                              "override_settings": {"sd_vae": name}})
+        assert r.status_code == 400 and "not a plain name" in r.json()["error"]
 
 
 def test_auth_and_bind_rules(models_dir, cli):

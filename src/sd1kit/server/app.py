@@ -137,10 +137,22 @@ def create_app(config: ServerConfig) -> FastAPI:
                     return str(path)
         raise Sd1kitError("ControlNet model", f"{name!r} is not in the models folder's ControlNet/")
 
+    def find_vae(name) -> str | None:
+        if not name or name in ("Automatic", "None"):
+            return None
+        name = safe_name(str(name), "sd_vae")
+        folder = state.folder("VAE")
+        for path in sorted(folder.rglob("*")) if folder and folder.is_dir() else []:
+            if name in (path.name, path.stem):
+                return str(path)
+        raise Sd1kitError("sd_vae", f"{name!r} is not in the models folder's VAE/")
+
     def generation_job(payload: dict, img2img: bool):
         request, images = generation_request(payload, img2img)
         _check_prompt_names(request)
         units = control_units(payload, find_controlnet)
+        vae = (payload.get("override_settings") or {}).get("sd_vae") or state.options.get("sd_vae")
+        request = request.with_(vae=find_vae(vae))
         request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
                                 lora_dir=str(state.folder("Lora")) if state.folder("Lora") else None,
                                 embeddings_dir=None)
@@ -284,6 +296,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 load(job)
                 return None
             await run("options", switch)
+        if "sd_vae" in payload:
+            find_vae(payload["sd_vae"])  # refuse a name that is not there, or is a path
         state.options.update({k: v for k, v in payload.items() if k != "sd_model_checkpoint"})
         return None
 
