@@ -83,8 +83,9 @@ def _cmd_info(args) -> int:
     status, results = 0, []
     for path in args.pictures:
         if not Path(path).is_file():
-            _error(Sd1kitError(path, "no such file"))
-            results.append({"path": str(path), "error": "no such file"})
+            why = "a folder, not a picture" if Path(path).is_dir() else "no such file"
+            _error(Sd1kitError(path, why))
+            results.append({"path": str(path), "error": why})
             status = 2
             continue
         info = read_picture(path)
@@ -147,7 +148,7 @@ def _cmd_lora_check(args) -> int:
 
 def _cmd_merge(args) -> int:
     from sd1kit.merge.recipe import load_recipe, short_recipe
-    from sd1kit.merge.run import merge, recipe_from_output
+    from sd1kit.merge.run import recipe_from_output
 
     if sum(bool(x) for x in (args.recipe, args.recipe_from, args.models)) != 1:
         raise Sd1kitError("merge", "give models (A B [C]), --recipe FILE or --recipe-from MERGED_FILE")
@@ -174,12 +175,15 @@ def _cmd_merge(args) -> int:
         raise Sd1kitError("--out", "give the output file")
     from tqdm import tqdm
 
+    from sd1kit.merge.run import Merger
+
+    merger = Merger(recipe, args.out)  # inputs opened and checked before any progress bar
     with tqdm(unit="key", file=sys.stderr, disable=args.quiet) as bar:
         def progress(done, total):
             bar.total = total
             bar.update(done - bar.n)
 
-        result = merge(recipe, args.out, progress)
+        result = merger.run(progress)
     for warning in result.warnings:
         print(f"sd1kit: warning: {warning}", file=sys.stderr)
     print(f"wrote {result.out} ({result.keys} tensors" + (f", {result.prediction}-prediction" if result.prediction

@@ -94,7 +94,8 @@ def _find(name: str | None, short_hash: str | None, folder: Path, what: str) -> 
     for path in candidates:
         if name and name in (path.stem, path.name):
             return path
-    raise Sd1kitError(what, f"{what.lower()} {name!r} [{short_hash}] is not in {folder}")
+    tag = f" [{short_hash}]" if short_hash else ""
+    raise Sd1kitError(what, f"{what.lower() if what != 'ControlNet' else what} {name!r}{tag} is not in {folder}")
 
 
 def find_model_file(name: str | None, short_hash: str | None, folder: Path, what: str) -> Path:
