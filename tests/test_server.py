@@ -61,6 +61,11 @@ def models_dir(tiny_models, tmp_path_factory):
 
     (root / "ControlNet").mkdir()
     write_tiny_controlnet(root / "ControlNet" / "control_v11p_sd15_canny.safetensors", "ldm")
+    import torch
+    from safetensors.torch import save_file
+
+    (root.parent / "embeddings").mkdir()
+    save_file({"emb_params": torch.randn(2, 32)}, str(root.parent / "embeddings" / "badhands.safetensors"))
     return root
 
 
@@ -166,6 +171,17 @@ def test_progress_and_interrupt(api, server):
     thread.join(60)
     assert results["r"].info["interrupted"] is True and results["r"].images  # the unfinished picture comes back
     api.util_wait_for_ready(check_interval=0.1)
+
+
+def test_embeddings_are_listed_and_used(api, server):
+    import httpx
+
+    api.txt2img(prompt="warm up", steps=1, width=64, height=64)  # the model is loaded: widths are known
+    with httpx.Client(base_url=server.url) as c:
+        loaded = c.get("/sdapi/v1/embeddings").json()["loaded"]
+    assert loaded["badhands"]["vectors"] == 2
+    r = api.txt2img(prompt="1girl", negative_prompt="badhands", steps=1, width=64, height=64, seed=1)
+    assert 'TI hashes: "badhands: ' in r.info["infotexts"][0] or "TI hashes: badhands: " in r.info["infotexts"][0]
 
 
 def test_lists_and_openapi(server):

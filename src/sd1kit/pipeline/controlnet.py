@@ -170,6 +170,7 @@ class ControlSet:
             scales, cond_only = unit_scales(unit)
             self.active.append(_Active(unit, load_controlnet(unit.model, device, dtype), scales, cond_only))
         self.timesteps: torch.Tensor | None = None
+        self.first_size: tuple[int, int] | None = None  # latent size of the first pass; another size = hires
         self.calls = []  # (progress, [unit indices applied]) for tests and reports
 
     def begin_pass(self, sigmas: torch.Tensor, schedule) -> None:
@@ -193,6 +194,8 @@ class ControlSet:
     @torch.no_grad()
     def residuals(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, uncond: torch.Tensor | None):
         progress = self._progress(t)
+        self.first_size = self.first_size or tuple(x.shape[2:])
+        in_hires = tuple(x.shape[2:]) != self.first_size
         down_total, mid_total, used = None, None, []
         for index, item in enumerate(self.active):
             unit = item.unit
@@ -204,7 +207,10 @@ class ControlSet:
             hint = self._hint(item, w, h, x.device, dtype).expand(x.shape[0], -1, -1, -1)
             down, mid = net(x.to(dtype), t.to(x.device), encoder_hidden_states=context.to(dtype),
                             controlnet_cond=hint, return_dict=False)
-            outs = [r.to(x.dtype) * s for r, s in zip([*down, mid], item.scales)]
+            scales = item.scales
+            if in_hires and unit.module == "canny" and unit.control_mode == "Balanced" and not unit.guess_mode:
+                scales = [unit.weight * 0.825 ** (12 - i) for i in range(13)]  # A1111 forces soft injection here
+            outs = [r.to(x.dtype) * s for r, s in zip([*down, mid], scales)]
             if item.cond_only and uncond is not None:
                 keep = (~uncond).to(x.dtype).reshape(-1, 1, 1, 1)
                 outs = [o * keep for o in outs]

@@ -153,9 +153,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         units = control_units(payload, find_controlnet)
         vae = (payload.get("override_settings") or {}).get("sd_vae") or state.options.get("sd_vae")
         request = request.with_(vae=find_vae(vae))
+        folder = embeddings_folder()
         request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
                                 lora_dir=str(state.folder("Lora")) if state.folder("Lora") else None,
-                                embeddings_dir=None)
+                                embeddings_dir=str(folder) if folder else None)
         wanted = (payload.get("override_settings") or {}).get("sd_model_checkpoint")
 
         def work(job):
@@ -259,7 +260,26 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/sdapi/v1/embeddings")
     async def embeddings():
-        return {"loaded": {}, "skipped": {}}
+        folder = embeddings_folder()
+        if folder is None:
+            return {"loaded": {}, "skipped": {}}
+
+        def scan():
+            from sd1kit.models.tokenizer import clip_tokenizer
+            from sd1kit.prompts.embeddings import load_embedding_dir
+
+            width = state.loaded.modules.text_encoder_config.hidden_size if state.loaded is not None else 768
+            db = load_embedding_dir(folder, clip_tokenizer(), width=width)
+            loaded = {name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": width,
+                             "vectors": e.vectors} for name, e in db.embeddings.items()}
+            return {"loaded": loaded, "skipped": {Path(k).stem: {"reason": v} for k, v in db.skipped.items()}}
+        return await asyncio.to_thread(scan)
+
+    def embeddings_folder() -> Path | None:
+        """A1111's `embeddings/` beside `models/` (or $SD1KIT_HOME/embeddings)."""
+        candidates = [config.models_dir.parent / "embeddings"] if config.models_dir else []
+        candidates.append(Path(os.environ.get("SD1KIT_HOME", ".")) / "embeddings")
+        return next((c for c in candidates if c.is_dir()), None)
 
     @app.get("/sdapi/v1/samplers")
     async def samplers():
