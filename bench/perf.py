@@ -1,0 +1,146 @@
+"""CPU performance of one 512x512 txt2img step and its parts, per configuration, against plain diffusers modules in
+fp32 measured in the same run (the baseline of issue 12). Full-size SD1.5 topology with random weights (the cost
+is the real one); each configuration runs in its own process so its peak RSS is its own (VmHWM).
+
+    .venv/bin/python bench/perf.py [--size 512] [--steps 2] [--configs baseline,fp32,bf16,bf16-cl] [--json out.json]
+
+Columns: UNet seconds per CFG step (batch of 2), achieved GFLOP/s, text encoder and VAE decode seconds, the
+20-step picture estimated as encode + 20 steps + decode, peak RSS, and each ratio against the baseline.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/inspect.py
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+CONFIGS = {
+    "baseline": "plain diffusers modules, fp32",
+    "fp32": "sd1kit pipeline, fp32",
+    "bf16": "sd1kit pipeline, bf16 weights and compute",
+    "bf16-cl": "sd1kit pipeline, bf16, UNet in channels-last",
+}
+
+
+def peak_rss() -> int:
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+
+
+def unet_flops(size: int) -> int:
+    """FLOPs of one UNet call on a batch of 2 (cond + uncond), counted on the meta device (no compute)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sd1kit.models.build import build_unet
+    from sd1kit.models.configs import SD1_UNET
+
+    with torch.device("meta"):
+        unet = build_unet(SD1_UNET)
+        x, t, ctx = torch.randn(2, 4, size // 8, size // 8), torch.tensor([500, 500]), torch.randn(2, 77, 768)
+        with FlopCounterMode(display=False) as counter:
+            unet(x, t, encoder_hidden_states=ctx)
+    return counter.get_total_flops()
+
+
+def run_config(name: str, size: int, steps: int) -> dict:
+    import torch
+
+    from sd1kit.models.build import SD1Modules, build_text_encoder, build_unet, build_vae
+    from sd1kit.models.configs import SD1_TEXT_ENCODER, SD1_UNET, SD1_VAE
+
+    dtype = torch.bfloat16 if name.startswith("bf16") else torch.float32
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    modules = SD1Modules(build_unet(SD1_UNET), build_vae(SD1_VAE), build_text_encoder(SD1_TEXT_ENCODER),
+                         SD1_UNET, SD1_VAE, SD1_TEXT_ENCODER)
+    for m in (modules.unet, modules.vae, modules.text_encoder):
+        m.to(dtype).eval().requires_grad_(False)
+    if name == "bf16-cl":
+        modules.unet.to(memory_format=torch.channels_last)
+    build = time.perf_counter() - t0
+    latent = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
+    if name == "baseline":
+        with torch.no_grad():
+            from transformers import CLIPTokenizerFast  # noqa: F401 - not needed: random token ids stand in
+
+            ids = torch.randint(0, 49408, (2, 77))
+            t = time.perf_counter()
+            context = modules.text_encoder(ids)[0]
+            encode = time.perf_counter() - t
+            modules.unet(latent, torch.tensor([500, 500]), encoder_hidden_states=context)  # warm-up
+            t = time.perf_counter()
+            for _ in range(steps):
+                modules.unet(latent, torch.tensor([500, 500]), encoder_hidden_states=context)
+            step = (time.perf_counter() - t) / steps
+            t = time.perf_counter()
+            modules.vae.decode(latent[:1] / 0.18215)
+            decode = time.perf_counter() - t
+    else:
+        from sd1kit.pipeline.generate import generate
+        from sd1kit.pipeline.model import LoadedModel
+        from sd1kit.pipeline.request import GenerationRequest
+        from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
+
+        model = LoadedModel("random-sd15", None, None, modules, "epsilon", False,
+                            DiscreteSchedule(sd1_alphas_cumprod()), torch.device("cpu"), dtype, [])
+        stamps = []
+        request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
+                                    steps=steps + 1, width=size, height=size, seed=1)
+        t = time.perf_counter()
+        generate(request, model, callback=lambda *a: stamps.append(time.perf_counter()))
+        total = time.perf_counter() - t
+        encode = stamps[0] - t  # the prompt encodings and the first model call's start
+        step = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        decode = total - (stamps[-1] - t)
+        encode = max(encode - step, 0.0)  # the first callback comes after the first step
+    return {"config": name, "build_s": build, "encode_s": encode, "step_s": step, "decode_s": decode,
+            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak_rss()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_config(args.child, args.size, args.steps)))
+        return 0
+    import torch
+
+    flops = unet_flops(args.size)
+    rows = []
+    for name in args.configs.split(","):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, __file__, "--child", name, "--size", str(args.size), "--steps",
+                              str(args.steps)], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return 1
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = next((r for r in rows if r["config"] == "baseline"), rows[0])
+    print(f"\n{args.size}x{args.size}, full-size SD1.5 topology, random weights, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads; UNet FLOPs per CFG step {flops / 1e12:.2f} T\n")
+    print(f"{'config':<10}{'s/step':>8}{'GFLOP/s':>9}{'x step':>8}{'encode s':>10}{'decode s':>10}{'x decode':>10}"
+          f"{'20-step s':>11}{'x picture':>11}{'peak GiB':>10}")
+    for r in rows:
+        print(f"{r['config']:<10}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:9.0f}{base['step_s'] / r['step_s']:8.2f}"
+              f"{r['encode_s']:10.2f}{r['decode_s']:10.2f}{base['decode_s'] / r['decode_s']:10.2f}"
+              f"{r['picture_20_s']:11.1f}{base['picture_20_s'] / r['picture_20_s']:11.2f}{r['peak_rss'] / 2**30:10.2f}")
+    print("\nx: speed-up against the baseline (higher is faster); " + "; ".join(f"{k}: {v}" for k, v in CONFIGS.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"size": args.size, "flops": flops, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
