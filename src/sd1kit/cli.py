@@ -375,7 +375,6 @@ def _picture_control_units(fields: dict, root, args) -> list:
 def _cmd_generate(args) -> int:
     import signal
 
-    import torch
     from tqdm import tqdm
 
     from sd1kit.pipeline.generate import generate
@@ -388,8 +387,10 @@ def _cmd_generate(args) -> int:
         raise Sd1kitError("--steps", "steps, batch size and batch count must be at least 1")
     resolve_sampler(request.sampler, request.schedule)  # a bad name fails before any model is loaded
     request = _catalog_settings(request, args)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    from sd1kit.pipeline.device import pick_device, pick_dtype
+
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
     model = load_model(request.model, device=device, dtype=dtype, prediction=request.prediction,
                        zero_terminal_snr=request.zero_terminal_snr)
     stop = {"asked": False}
@@ -482,8 +483,6 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_qr(args) -> int:
-    import torch
-
     from sd1kit.pipeline.from_picture import resolve_file
     from sd1kit.pipeline.model import load_model
     from sd1kit.pipeline.qr import qr_generate, qr_image, scan
@@ -507,9 +506,10 @@ def _cmd_qr(args) -> int:
                                 model=resolve_file(args.model, "Stable-diffusion"))
     request = _catalog_settings(request, argparse.Namespace(**{**vars(args), "from_picture": None,
                                                                **{o: None for o in GENERATE_OPTIONS if not hasattr(args, o)}}))
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(request.model, device=device, dtype=dtype)
+    from sd1kit.pipeline.device import pick_device, pick_dtype
+
+    device = pick_device(args.device)
+    model = load_model(request.model, device=device, dtype=pick_dtype(args.dtype, device))
     results = qr_generate(args.text, resolve_file(args.controlnet, "ControlNet"), request, model, weights,
                           args.error, args.module_size, args.border)
     for r in results:
@@ -682,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guess-mode", action="store_true")
     p.add_argument("--prediction", choices=("epsilon", "v"))
     p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="compute precision; auto: bf16 on CPUs with bf16 dot products, fp16 on CUDA, else fp32")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs")
     p.add_argument("--format", choices=("png", "jpg", "webp"), default="png")
@@ -786,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--seed", type=int, default=-1)
     p.add_argument("--sampler", default="DPM++ 2M Karras")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs")
     p.add_argument("--quiet", action="store_true")
@@ -800,8 +801,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASS", help="HTTP basic authentication (required off loopback)")
     p.add_argument("--insecure-no-auth", action="store_true", help="listen off loopback without authentication")
     p.add_argument("--queue", type=int, default=16, help="jobs that may wait (a full queue answers 429)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="generate with the built-in tiny model, inspect and convert tiny models")

@@ -32,7 +32,7 @@ class ServerConfig:
     models_dir: Path | None = None  # the A1111 layout: Stable-diffusion/, VAE/, Lora/, LyCORIS/, ControlNet/
     auth: tuple[str, str] | None = None
     queue_size: int = 16
-    device: str = "cpu"
+    device: str = "cpu"  # or "auto"
     dtype: str = "fp32"
     model: str | None = None  # a title, name or hash of the model to start with (default: the built-in)
 
@@ -113,14 +113,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         return JSONResponse({"error": str(e), "detail": str(e)}, status_code=429)
 
     def load(job=None):
+        from sd1kit.pipeline.device import pick_device, pick_dtype
         from sd1kit.pipeline.model import load_model
-        import torch
 
         if state.loaded is None or state.loaded_title != state.model_title:
             entry = find_checkpoint(state, state.model_title)
             path = None if entry["title"] == BUILTIN_TITLE else entry["filename"]
-            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.dtype]
-            state.loaded = load_model(path, device=config.device, dtype=dtype)
+            device = pick_device(config.device)
+            state.loaded = load_model(path, device=device, dtype=pick_dtype(config.dtype, device))
             state.loaded_title = state.model_title
         return state.loaded
 

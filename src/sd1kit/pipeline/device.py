@@ -1,0 +1,32 @@
+"""Which device and compute precision to run on: `--device auto` takes CUDA when present; `--dtype auto` takes
+bf16 on CPUs with bf16 dot products (AVX512-BF16 or AMX: 1.5-1.7x per UNet step on the reference machine,
+bench/perf.py), fp16 on CUDA, fp32 elsewhere."""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def pick_device(name: str = "auto") -> str:
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(name: str, device: str) -> torch.dtype:
+    if name != "auto":
+        return DTYPES[name]
+    if device.startswith("cuda"):
+        return torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
