@@ -45,6 +45,9 @@ def _place(modules: SD1Modules, device: torch.device, dtype: torch.dtype) -> SD1
         first = next(module.parameters(), None) if module is not None else None
         if first is not None and (first.device != device or first.dtype != dtype):
             module.to(device=device, dtype=dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16 and modules.unet is not None:
+        # oneDNN's bf16 convolutions are faster in channels-last: 1.69x instead of 1.53x per step (bench/perf.py)
+        modules.unet.to(memory_format=torch.channels_last)
     return modules
 
 
