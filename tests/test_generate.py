@@ -389,3 +389,32 @@ def test_exact_mode_bf16_stays_close_to_fp32(sampler):
     diff = np.abs(fp32 - bf16)
     assert diff.mean() <= 2.5 and np.percentile(diff, 99) <= 10
     assert pick_dtype("fp32", "cpu") == torch.float32 and pick_dtype("auto", "cuda") == torch.float16
+
+
+def test_taesd_fast_decoder_is_recorded_and_restored(cli, tmp_path, monkeypatch):
+    """The TAESD decoder (fast mode) from madebyollin's layout and from diffusers' gives the same picture, writes
+    `VAE Decoder: TAESD` into the infotext, and --from finds it again in models/VAE-taesd."""
+    from sd1kit.dev.tiny import write_tiny_taesd
+
+    original = write_tiny_taesd(tmp_path / "taesd_decoder.pth", "original")
+    diffusers = write_tiny_taesd(tmp_path / "taesd-diffusers.safetensors", "diffusers")
+    a = generate(BASE.with_(vae_decoder="TAESD", taesd=str(original)), load_model(None))
+    b = generate(BASE.with_(vae_decoder="TAESD", taesd=str(diffusers)), load_model(None))
+    assert np.array_equal(_pixels(a)[0], _pixels(b)[0]) and a.images[0].image.size == (64, 64)
+    assert "VAE Decoder: TAESD" in a.images[0].infotext
+    assert not np.array_equal(_pixels(a)[0], _pixels(generate(BASE, load_model(None)))[0])
+    home = tmp_path / "home"
+    (home / "models" / "VAE-taesd").mkdir(parents=True)
+    original.rename(home / "models" / "VAE-taesd" / "taesd_decoder.pth")
+    monkeypatch.setenv("SD1KIT_HOME", str(home))
+    r = cli("generate", "x", "--vae-decoder", "TAESD", "--steps", "2", "--size", "64x64", "--seed", "9",
+            "--out", tmp_path / "o", "--quiet")
+    assert r.code == 0, r.err
+    first = next((tmp_path / "o").glob("*.png"))
+    r = cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet")
+    assert r.code == 0, r.err
+    again = next((tmp_path / "again").glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    monkeypatch.setenv("SD1KIT_HOME", str(tmp_path / "nowhere"))
+    r = cli("generate", "x", "--vae-decoder", "TAESD", "--steps", "1", "--size", "64x64", "--out", tmp_path / "n")
+    assert r.code == 2 and "no TAESD decoder weights" in r.err

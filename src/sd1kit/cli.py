@@ -266,7 +266,7 @@ GENERATE_OPTIONS = {
     "hires_steps": "hr_steps", "hires_denoise": "hr_denoising_strength", "hires_sampler": "hr_sampler",
     "hires_schedule": "hr_schedule", "hires_prompt": "hr_prompt", "hires_negative": "hr_negative_prompt",
     "mask_blur": "mask_blur", "masked_content": "masked_content", "mask_weight": "mask_weight",
-    "mask_padding": "inpaint_padding",
+    "mask_padding": "inpaint_padding", "vae_decoder": "vae_decoder", "taesd": "taesd",
 }
 
 
@@ -657,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-masked", action="store_true", help='A1111 "Inpaint area: Only masked"')
     p.add_argument("--mask-padding", type=int, help="padding around the masked area for --only-masked (default 32)")
     p.add_argument("--tiled-vae", action="store_true", help="decode in tiles (bounded memory for large pictures)")
+    p.add_argument("--vae-decoder", choices=("Full", "TAESD"), help="TAESD: the tiny decoder, much faster (fast mode; "
+                                                                    "weights in $SD1KIT_HOME/models/VAE-taesd)")
+    p.add_argument("--taesd", help="TAESD decoder weights (taesd_decoder.pth / .safetensors)")
     p.add_argument("--hires", action="store_true", help="hires fix (A1111's txt2img second pass)")
     p.add_argument("--hires-scale", type=float, help="upscale factor (default 2)")
     p.add_argument("--hires-resize", help="or a target WIDTHxHEIGHT")

@@ -151,3 +151,22 @@ def _write_diffusers_folder(out: Path, seed: int, in_channels: int, with_text_en
 
 
 
+
+
+def write_tiny_taesd(out, layout: str = "original", width: int = 8, seed: int = 0):
+    """A TAESD decoder with random weights: "original" (madebyollin's bare Sequential keys, `.pth`) or "diffusers"
+    (AutoencoderTiny names, `.safetensors`). width 64 is the real one."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    decoder = AutoencoderTiny(decoder_block_out_channels=(width,) * 4).decoder.state_dict()
+    if layout == "diffusers":
+        write_safetensors(out, {f"decoder.{k}": v for k, v in decoder.items()})
+    else:  # layers.N -> N + 1: the original Sequential starts with a clamp module
+        state = {}
+        for key, value in decoder.items():
+            index, rest = key[len("layers."):].split(".", 1)
+            state[f"{int(index) + 1}.{rest}"] = value
+        torch.save(state, out)
+    return out

@@ -111,6 +111,7 @@ def _params(request, spec, schedule_name, model_name, model_hash, ztsnr, seed, s
         "NGMS": request.s_min_uncond or None,
         "Eta": request.eta if request.eta is not None and request.eta != spec.options.get("eta", 1.0) else None,
         "CFG Rescale phi": request.cfg_rescale or None,
+        "VAE Decoder": "TAESD" if request.vae_decoder == "TAESD" else None,
         "Noise Schedule": "Zero Terminal SNR" if ztsnr else None,
         **extra, "Version": f"sd1kit {__version__}",
     }
@@ -259,7 +260,7 @@ def _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_par
         if hires is not None and not interrupted:
             latents, interrupted = _hires_pass(request, model, hires, latents, seeds, subseeds, callback, should_stop,
                                                controls)
-        pictures, retried = images.decode(model.modules.vae, latents, model.latent_scale, request.tiled_vae)
+        pictures, retried = _decode(request, model, latents)
         if retried:
             result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
         if src.region is not None:
@@ -325,6 +326,17 @@ def _prepare_hires(request, encoder, text, neg_text, first_steps, w, h) -> dict:
     conds = _conditioning(encoder, hr_text, hr_neg, first_steps, steps * (2 if spec.second_order else 1))
     tw, th = hires.target_size(w, h, request.hr_scale, request.hr_resize)
     return {"spec": spec, "sched": sched, "steps": steps, "conds": conds, "size": (tw - tw % 8, th - th % 8)}
+
+
+def _decode(request, model, latents):
+    if request.vae_decoder == "TAESD":
+        from sd1kit.pipeline.taesd import decode_taesd, find_taesd, load_taesd
+
+        taesd = load_taesd(request.taesd or find_taesd(None), model.device, model.dtype)
+        return images.to_pictures(decode_taesd(taesd, latents)), False
+    if request.vae_decoder != "Full":
+        raise Sd1kitError("VAE decoder", f"{request.vae_decoder!r} is not Full or TAESD")
+    return images.decode(model.modules.vae, latents, model.latent_scale, request.tiled_vae)
 
 
 def _hires_pass(request, model, hr, latents, seeds, subseeds, callback, should_stop, controls=None):

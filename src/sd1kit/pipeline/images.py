@@ -69,8 +69,13 @@ def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tup
             retried = True
     if not torch.isfinite(pixels).all():
         raise Sd1kitError("VAE", "decoded image has NaN/inf values even in fp32: the VAE weights are broken")
-    arrays = (255.0 * ((pixels + 1.0) / 2.0).clamp(0, 1)).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
-    return [Image.fromarray(a) for a in arrays], retried
+    return to_pictures(pixels), retried
+
+
+def to_pictures(pixels: torch.Tensor) -> list[Image.Image]:
+    """[N, 3, H, W] in [-1, 1] -> RGB pictures."""
+    arrays = (255.0 * ((pixels.float() + 1.0) / 2.0).clamp(0, 1)).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+    return [Image.fromarray(a) for a in arrays]
 
 
 def open_picture(source, mode: str, what: str = "image") -> Image.Image:

@@ -40,6 +40,8 @@ class GenerationRequest:
     denoising_strength: float = 0.75
     emphasis: str = "original"
     tiled_vae: bool = False  # decode in overlapping tiles: bounded memory for 1088x1088 and larger
+    vae_decoder: str = "Full"  # or "TAESD": the tiny decoder (fast mode; A1111's "VAE Decoder")
+    taesd: str | None = None  # its weights; None = $SD1KIT_HOME/models/VAE-taesd
     # inpainting (A1111 img2img with a mask)
     mask_image: Path | None = None  # white = repaint
     mask_blur: int = 4
