@@ -418,3 +418,32 @@ def test_taesd_fast_decoder_is_recorded_and_restored(cli, tmp_path, monkeypatch)
     monkeypatch.setenv("SD1KIT_HOME", str(tmp_path / "nowhere"))
     r = cli("generate", "x", "--vae-decoder", "TAESD", "--steps", "1", "--size", "64x64", "--out", tmp_path / "n")
     assert r.code == 2 and "no TAESD decoder weights" in r.err
+
+
+def test_deepcache_shallow_branch_and_infotext(cli, tmp_path):
+    """On the same input the shallow branch over the cached deep features gives exactly the whole UNet's output;
+    `--deepcache N` is recorded and restored; N = 1 is exact mode."""
+    from sd1kit.pipeline.deepcache import DeepCacheUNet
+
+    unet = load_model(None).modules.unet
+    g = torch.Generator().manual_seed(0)
+    x, ctx, t = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g), torch.tensor([400, 400])
+    cached = DeepCacheUNet(unet, 3)
+    with torch.no_grad():
+        whole = cached(x, t, encoder_hidden_states=ctx).sample
+        shallow = cached(x, t, encoder_hidden_states=ctx).sample
+        direct = unet(x, t, encoder_hidden_states=ctx).sample
+    assert (cached.full_calls, cached.shallow_calls) == (1, 1)
+    torch.testing.assert_close(shallow, direct, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(whole, direct, rtol=0, atol=0)
+    exact = _pixels(generate(BASE, load_model(None)))[0]
+    assert np.array_equal(_pixels(generate(BASE.with_(deepcache=1), load_model(None)))[0], exact)
+    fast = generate(BASE.with_(steps=9, deepcache=3), load_model(None))
+    assert "DeepCache: 3" in fast.images[0].infotext
+    r = cli("generate", "x", "--deepcache", "3", "--steps", "6", "--size", "64x64", "--seed", "2", "--out",
+            tmp_path / "o", "--quiet")
+    assert r.code == 0, r.err
+    first = next((tmp_path / "o").glob("*.png"))
+    assert cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet").code == 0
+    again = next((tmp_path / "again").glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))

@@ -66,11 +66,15 @@ def _schedule_at(schedule: list[tuple[int, torch.Tensor]], step: int) -> torch.T
     return next((cond for until, cond in schedule if step <= until), schedule[-1][1])
 
 
-def _denoiser(model: LoadedModel, spec: SamplerSpec, controls=None):
+def _denoiser(model: LoadedModel, spec: SamplerSpec, controls=None, deepcache: int = 0):
     if controls is not None:
         from sd1kit.pipeline.controlnet import controlled_unet_model
 
         raw = controlled_unet_model(model.modules.unet, controls)
+    elif deepcache > 1:
+        from sd1kit.pipeline.deepcache import DeepCacheUNet
+
+        raw = unet_model(DeepCacheUNet(model.modules.unet, deepcache))
     else:
         raw = unet_model(model.modules.unet)
     if spec.denoiser == "lcm":
@@ -112,6 +116,7 @@ def _params(request, spec, schedule_name, model_name, model_hash, ztsnr, seed, s
         "Eta": request.eta if request.eta is not None and request.eta != spec.options.get("eta", 1.0) else None,
         "CFG Rescale phi": request.cfg_rescale or None,
         "VAE Decoder": "TAESD" if request.vae_decoder == "TAESD" else None,
+        "DeepCache": request.deepcache if request.deepcache > 1 else None,
         "Noise Schedule": "Zero Terminal SNR" if ztsnr else None,
         **extra, "Version": f"sd1kit {__version__}",
     }
@@ -392,7 +397,7 @@ def _sample(request, model, spec, sched, steps, parts, uncond, seeds, subseeds, 
     keep = inpainting["keep"].to(device) if inpainting is not None else None
     if controls is not None and sigmas is not None:
         controls.begin_pass(sigmas, model.schedule)
-    cfg = CFGDenoiser(_denoiser(model, spec, controls), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
+    cfg = CFGDenoiser(_denoiser(model, spec, controls, request.deepcache), conds_at, uncond_at, request.cfg_scale, request.cfg_rescale,
                       request.s_min_uncond,
                       image_cond=None if image_cond is None else image_cond.to(device).expand(n, -1, -1, -1),
                       mask=keep, init_latent=init if keep is not None else None,
