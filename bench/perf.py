@@ -4,7 +4,8 @@ is the real one); each configuration runs in its own process so its peak RSS is 
 
     .venv/bin/python bench/perf.py [--size 512] [--steps 2] [--configs baseline,fp32,bf16,bf16-cl] [--json out.json]
 
-Columns: UNet seconds per CFG step (batch of 2), achieved GFLOP/s, text encoder and VAE decode seconds, the
+Columns: model build or load seconds, UNet seconds per CFG step (batch of 2; averaged over 6 steps, two DeepCache cycles, for the fast
+mode's DeepCache cycle), achieved GFLOP/s, text encoder and VAE decode seconds, the
 20-step picture estimated as encode + 20 steps + decode, peak RSS, and each ratio against the baseline.
 """
 
@@ -26,6 +27,8 @@ CONFIGS = {
     "fp32": "sd1kit pipeline, fp32",
     "bf16": "sd1kit pipeline, bf16 weights and compute",
     "bf16-cl": "sd1kit pipeline, bf16, UNet in channels-last",
+    "file-auto": "sd1kit load_model of a 2.1 GB fp16 .safetensors with --dtype auto, then the pipeline",
+    "fast": "file-auto + DeepCache 3 + TAESD decoder (fast mode)",
 }
 
 
@@ -47,6 +50,47 @@ def unet_flops(size: int) -> int:
         with FlopCounterMode(display=False) as counter:
             unet(x, t, encoder_hidden_states=ctx)
     return counter.get_total_flops()
+
+
+def write_checkpoint(path: Path) -> None:
+    """A random full-size SD1.5 checkpoint in fp16 (A1111's usual pruned layout), and a random TAESD decoder."""
+    import torch
+
+    from sd1kit.dev.manifest import sd1_manifest
+    from sd1kit.dev.tiny import write_tiny_taesd
+    from sd1kit.formats.safetensors_io import write_safetensors_stream
+
+    infos = sd1_manifest("F16", position_ids=False)
+    g = torch.Generator().manual_seed(0)
+    dtypes = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
+    write_safetensors_stream(path, [(n, i.dtype, i.shape) for n, i in infos.items()],
+                             lambda n: (torch.randn(infos[n].shape, generator=g) * 0.02).to(dtypes[infos[n].dtype]))
+    write_tiny_taesd(path.with_name("taesd_decoder.pth"), width=64)
+
+
+def run_file(name: str, size: int, steps: int, path: str) -> dict:
+    from sd1kit.pipeline.device import pick_dtype
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.request import GenerationRequest
+
+    t = time.perf_counter()
+    model = load_model(path, dtype=pick_dtype("auto", "cpu"))
+    load = time.perf_counter() - t
+    fast = name == "fast"
+    stamps = []
+    request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
+                                steps=(7 if fast else steps + 1), width=size, height=size, seed=1,
+                                deepcache=3 if fast else 0, vae_decoder="TAESD" if fast else "Full",
+                                taesd=str(Path(path).with_name("taesd_decoder.pth")))
+    t = time.perf_counter()
+    generate(request, model, callback=lambda *a: stamps.append(time.perf_counter()))
+    total = time.perf_counter() - t
+    step = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    decode = total - (stamps[-1] - t)
+    encode = max(stamps[0] - t - step, 0.0)
+    return {"config": name, "build_s": load, "encode_s": encode, "step_s": step, "decode_s": decode,
+            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak_rss()}
 
 
 def run_config(name: str, size: int, steps: int) -> dict:
@@ -111,10 +155,19 @@ def main() -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_config(args.child, args.size, args.steps)))
+        result = run_file(args.child, args.size, args.steps, args.file) if args.child in ("file-auto", "fast") \
+            else run_config(args.child, args.size, args.steps)
+        print(json.dumps(result))
         return 0
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory()
+    checkpoint = Path(folder.name) / "random-sd15-fp16.safetensors"
+    if any(c in ("file-auto", "fast") for c in args.configs.split(",")):
+        write_checkpoint(checkpoint)
     import torch
 
     flops = unet_flops(args.size)
@@ -122,7 +175,7 @@ def main() -> int:
     for name in args.configs.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, __file__, "--child", name, "--size", str(args.size), "--steps",
-                              str(args.steps)], capture_output=True, text=True)
+                              str(args.steps), "--file", str(checkpoint)], capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             return 1
@@ -130,10 +183,10 @@ def main() -> int:
     base = next((r for r in rows if r["config"] == "baseline"), rows[0])
     print(f"\n{args.size}x{args.size}, full-size SD1.5 topology, random weights, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; UNet FLOPs per CFG step {flops / 1e12:.2f} T\n")
-    print(f"{'config':<10}{'s/step':>8}{'GFLOP/s':>9}{'x step':>8}{'encode s':>10}{'decode s':>10}{'x decode':>10}"
+    print(f"{'config':<10}{'load s':>8}{'s/step':>8}{'GFLOP/s':>9}{'x step':>8}{'encode s':>10}{'decode s':>10}{'x decode':>10}"
           f"{'20-step s':>11}{'x picture':>11}{'peak GiB':>10}")
     for r in rows:
-        print(f"{r['config']:<10}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:9.0f}{base['step_s'] / r['step_s']:8.2f}"
+        print(f"{r['config']:<10}{r['build_s']:8.1f}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:9.0f}{base['step_s'] / r['step_s']:8.2f}"
               f"{r['encode_s']:10.2f}{r['decode_s']:10.2f}{base['decode_s'] / r['decode_s']:10.2f}"
               f"{r['picture_20_s']:11.1f}{base['picture_20_s'] / r['picture_20_s']:11.2f}{r['peak_rss'] / 2**30:10.2f}")
     print("\nx: speed-up against the baseline (higher is faster); " + "; ".join(f"{k}: {v}" for k, v in CONFIGS.items()))
