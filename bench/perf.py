@@ -28,7 +28,7 @@ CONFIGS = {
     "bf16": "sd1kit pipeline, bf16 weights and compute",
     "bf16-cl": "sd1kit pipeline, bf16, UNet in channels-last",
     "file-auto": "sd1kit load_model of a 2.1 GB fp16 .safetensors with --dtype auto, then the pipeline",
-    "fast": "file-auto + DeepCache 3 + TAESD decoder (fast mode)",
+    "fast": "file-auto + DeepCache 3 + ToMe 0.5 + TAESD decoder (fast mode)",
 }
 
 
@@ -81,7 +81,8 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     stamps = []
     request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
                                 steps=(7 if fast else steps + 1), width=size, height=size, seed=1,
-                                deepcache=3 if fast else 0, vae_decoder="TAESD" if fast else "Full",
+                                deepcache=3 if fast else 0, token_merging=0.5 if fast else 0.0,
+                                vae_decoder="TAESD" if fast else "Full",
                                 taesd=str(Path(path).with_name("taesd_decoder.pth")))
     t = time.perf_counter()
     generate(request, model, callback=lambda *a: stamps.append(time.perf_counter()))

@@ -447,3 +447,18 @@ def test_deepcache_shallow_branch_and_infotext(cli, tmp_path):
     assert cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet").code == 0
     again = next((tmp_path / "again").glob("*.png"))
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+
+
+def test_token_merging_is_recorded_restored_and_removed(cli, tmp_path):
+    plain = _pixels(generate(BASE, load_model(None)))[0]
+    merged = generate(BASE.with_(token_merging=0.5), load_model(None))
+    assert "Token merging ratio: 0.5" in merged.images[0].infotext
+    assert not np.array_equal(_pixels(merged)[0], plain)
+    assert np.array_equal(_pixels(generate(BASE, load_model(None)))[0], plain)  # the patch is gone afterwards
+    r = cli("generate", "x", "--token-merging", "0.5", "--steps", "2", "--size", "64x64", "--seed", "4", "--out",
+            tmp_path / "o", "--quiet")
+    assert r.code == 0, r.err
+    first = next((tmp_path / "o").glob("*.png"))
+    assert cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet").code == 0
+    again = next((tmp_path / "again").glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))

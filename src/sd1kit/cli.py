@@ -267,7 +267,7 @@ GENERATE_OPTIONS = {
     "hires_schedule": "hr_schedule", "hires_prompt": "hr_prompt", "hires_negative": "hr_negative_prompt",
     "mask_blur": "mask_blur", "masked_content": "masked_content", "mask_weight": "mask_weight",
     "mask_padding": "inpaint_padding", "vae_decoder": "vae_decoder", "taesd": "taesd",
-    "deepcache": "deepcache",
+    "deepcache": "deepcache", "token_merging": "token_merging",
 }
 
 
@@ -661,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-decoder", choices=("Full", "TAESD"), help="TAESD: the tiny decoder, much faster (fast mode; "
                                                                     "weights in $SD1KIT_HOME/models/VAE-taesd)")
     p.add_argument("--taesd", help="TAESD decoder weights (taesd_decoder.pth / .safetensors)")
+    p.add_argument("--token-merging", type=float, metavar="RATIO", help="fast mode: ToMe ratio, e.g. 0.5 (recorded "
+                                                                          "as A1111's Token merging ratio)")
     p.add_argument("--deepcache", type=int, metavar="N", help="fast mode: the whole UNet every N steps, its shallow "
                                                               "branch on cached deep features between (recorded)")
     p.add_argument("--hires", action="store_true", help="hires fix (A1111's txt2img second pass)")

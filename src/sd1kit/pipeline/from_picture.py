@@ -26,7 +26,7 @@ FIELDS = {
     "Hires prompt": ("hr_prompt", str), "Hires negative prompt": ("hr_negative_prompt", str),
     "Mask blur": ("mask_blur", int), "Masked content": ("masked_content", str),
     "Conditional mask weight": ("mask_weight", float), "VAE Decoder": ("vae_decoder", str),
-    "DeepCache": ("deepcache", int),
+    "DeepCache": ("deepcache", int), "Token merging ratio": ("token_merging", float),
 }
 
 

@@ -4,6 +4,7 @@ samplers), AND, CFG, per-image seeds, A1111's img2img step arithmetic, decode, i
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -117,6 +118,7 @@ def _params(request, spec, schedule_name, model_name, model_hash, ztsnr, seed, s
         "CFG Rescale phi": request.cfg_rescale or None,
         "VAE Decoder": "TAESD" if request.vae_decoder == "TAESD" else None,
         "DeepCache": request.deepcache if request.deepcache > 1 else None,
+        "Token merging ratio": request.token_merging or None,
         "Noise Schedule": "Zero Terminal SNR" if ztsnr else None,
         **extra, "Version": f"sd1kit {__version__}",
     }
@@ -194,8 +196,33 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
         result.warnings.append("extra networks in the negative prompt are not applied; their tags were removed ("
                                + ", ".join(n.tag for n in neg_networks) + ")")
     stack, lora_params = _adapter_stack(request, model, networks, result.warnings)
-    if stack is None:
-        return _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_params, callback, should_stop)
+    with token_merging(model.modules.unet, request.token_merging):
+        if stack is None:
+            return _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_params, callback,
+                             should_stop)
+        return _generate_with_adapters(request, model, result, spec, sched, w, h, text, neg_text, vae_params,
+                                       lora_params, stack, callback, should_stop)
+
+
+@contextmanager
+def token_merging(unet, ratio: float):
+    """ToMe on the UNet's self-attention for the generation (tomesd with A1111's settings: no random merge
+    choice, so pictures stay reproducible), removed afterwards."""
+    if not ratio:
+        yield
+        return
+    import tomesd
+
+    tomesd.apply_patch(unet, ratio=ratio, use_rand=False, sx=2, sy=2, merge_attn=True, merge_crossattn=False,
+                       merge_mlp=False)
+    try:
+        yield
+    finally:
+        tomesd.remove_patch(unet)
+
+
+def _generate_with_adapters(request, model, result, spec, sched, w, h, text, neg_text, vae_params, lora_params,
+                            stack, callback, should_stop):
     with adapters_applied(model.modules, stack):
         result.adapters = stack.reports
         result.warnings += [f"LoRA {r.summary()}: " + ", ".join((r.unused + r.mismatched)[:5])
