@@ -83,9 +83,7 @@ def bake(model: str | os.PathLike, adapters: list[tuple[str, float]], out: str |
         raise Sd1kitError(model, "unsafe pickle: refusing to load it")
     active = [ActiveAdapter(open_adapter(p), Path(p).stem, w, w) for p, w in adapters]
     stack = AdapterStack(active, source.shapes)
-    for item, report in zip(active, stack.reports):
-        if not any(m.adapter is item for ms in stack.targets.values() for m in ms):
-            raise Sd1kitError(item.file.path, f"none of its {len(item.file.modules)} modules fit {model.name}")
+    stack.check_matched(model.name)
     patched = PatchedTensors(source.get_tensor, lambda k: k in source.tensors, stack)
     cast = DTYPES[dtype] if dtype else None
 

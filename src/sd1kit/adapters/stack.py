@@ -126,6 +126,14 @@ class AdapterStack:
             return None, None
         return current - w, (b - b0 if b is not None else None)
 
+    def check_matched(self, model_name: str) -> None:
+        """Before any work: a file whose module names match none of the model's is an error."""
+        matched = {id(m.adapter) for ms in self.targets.values() for m in ms}
+        for adapter in self.adapters:
+            if id(adapter) not in matched:
+                raise Sd1kitError(adapter.file.path, f"none of its {len(adapter.file.modules)} modules fit "
+                                                     f"{model_name}{_family_hint(adapter.file)}")
+
     def check_applied(self) -> None:
         """A file none of whose modules fit is an error, not a silent no-op."""
         for adapter, report in zip(self.adapters, self.reports):

@@ -170,9 +170,7 @@ class Merger:
                     raise Sd1kitError(item.path, f"{adapter_name!r} is not a LoRA/LyCORIS file")
                 active.append(ActiveAdapter(item.adapter, adapter_name, weight, weight))
             stack = AdapterStack(active, shapes)
-            for adapter, report in zip(active, stack.reports):
-                if not any(m.adapter is adapter for ms in stack.targets.values() for m in ms):
-                    raise Sd1kitError(adapter.file.path, f"none of its modules fit {base!r}")
+            stack.check_matched(repr(base))
             keys = set(self.keys(base))
             self._stacks[name] = PatchedTensors(lambda k: self.value(base, k), keys.__contains__, stack)
         return self._stacks[name]
