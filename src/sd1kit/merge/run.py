@@ -6,6 +6,7 @@ prediction type, and a yaml beside it when that is needed; it is written to a te
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -91,21 +92,22 @@ class Merger:
         self._check_predictions()
 
     # --- structure: which keys each node has, and where each output key comes from ---
+    def first_input(self, name: str) -> _Input:
+        """The file a node's keys, shapes, dtypes and prediction come from: its first model, followed down."""
+        while name not in self.inputs:
+            name = self.recipe.nodes[name].models[0]
+        return self.inputs[name]
+
     def keys(self, name: str) -> list[str]:
         if name not in self._keys:
-            if name in self.inputs:
-                item = self.inputs[name]
-                if item.adapter is not None:
-                    raise Sd1kitError(item.path, f"{name!r} is a LoRA/LyCORIS file: use it in a bake node")
-                self._keys[name] = list(item.shapes)
-            else:
-                self._keys[name] = self.keys(self.recipe.nodes[name].models[0])
+            item = self.first_input(name)
+            if item.adapter is not None:
+                raise Sd1kitError(item.path, f"{item.name!r} is a LoRA/LyCORIS file: use it in a bake node")
+            self._keys[name] = list(item.shapes)
         return self._keys[name]
 
     def shape(self, name: str, key: str) -> tuple[int, ...] | None:
-        if name in self.inputs:
-            return self.inputs[name].shapes.get(key)
-        return self.shape(self.recipe.nodes[name].models[0], key)
+        return self.first_input(name).shapes.get(key)
 
     def output_plan(self) -> list[tuple[str, str]]:
         """(key, node it comes from) for every output key, component overrides applied."""
@@ -148,10 +150,7 @@ class Merger:
                                        "rarely what was meant (force = true / --force to merge anyway)")
 
     def output_prediction(self) -> tuple[str | None, bool]:
-        name = self.recipe.output
-        while name not in self.inputs:
-            name = self.recipe.nodes[name].models[0]
-        item = self.inputs[name]
+        item = self.first_input(self.recipe.output)
         return item.prediction, item.zero_terminal_snr
 
     # --- values ---
@@ -226,11 +225,11 @@ class Merger:
         where = {k: n for k, n in plan}
         entries = []
         for key, node in plan:
-            dtype = self._first_dtype(node, key)
+            dtype = self.first_input(node).dtypes[key]
             if cast is not None and dtype in ("F16", "BF16", "F32", "F64"):
                 dtype = TORCH_TO_ST_DTYPE[str(cast)]
             entries.append((key, dtype, self.shape(node, key)))
-        needed = sum(DTYPE_SIZES[d] * _numel(s) for _, d, s in entries)
+        needed = sum(DTYPE_SIZES[d] * math.prod(s) for _, d, s in entries)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.out.parent).free
         if free < needed + (64 << 20):
@@ -269,10 +268,6 @@ class Merger:
         for stack in self._stacks.values():
             stack.stack.check_applied()
 
-    def _first_dtype(self, name: str, key: str) -> str:
-        while name not in self.inputs:
-            name = self.recipe.nodes[name].models[0]
-        return self.inputs[name].dtypes[key]
 
     def _metadata(self, prediction, ztsnr) -> dict[str, str]:
         record = self.recipe.as_dict()
@@ -287,10 +282,7 @@ class Merger:
     def _write_yaml(self, prediction) -> Path | None:
         from sd1kit.formats.atomic import atomic_path
 
-        name = self.recipe.output
-        while name not in self.inputs:
-            name = self.recipe.nodes[name].models[0]
-        yaml = sidecar_yaml_path(self.inputs[name].path)
+        yaml = sidecar_yaml_path(self.first_input(self.recipe.output).path)
         if yaml is None and prediction != "v":
             return None
         target = self.out.with_suffix(".yaml")
@@ -301,12 +293,6 @@ class Merger:
                 tmp.write_text(v1_inference_yaml(v_prediction=True))
         return target
 
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def merge(recipe: Recipe, out: str | os.PathLike, progress=None) -> MergeResult:
