@@ -126,6 +126,13 @@ def _load_cache(path: Path) -> dict:
         return {}
 
 
+def file_identity(path: str | os.PathLike) -> tuple:
+    """(resolved path, size, mtime) of a file or folder: what caches of loaded models and of hashes key on."""
+    path = Path(path)
+    st = path.stat() if path.exists() else None
+    return str(path.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None
+
+
 def file_hashes(path: str | os.PathLike, addnet: bool = False, use_cache: bool = True) -> FileHashes:
     """Hashes of a file, served from the user cache when (path, size, mtime) still match."""
     path = Path(path).resolve()

@@ -149,13 +149,12 @@ def load_controlnet(path: str | os.PathLike, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32) -> LoadedControlNet:
     from diffusers import ControlNetModel
 
-    from sd1kit.formats.hashes import file_hashes
+    from sd1kit.formats.hashes import file_hashes, file_identity
 
     path = Path(path)
     if not path.exists():
         raise Sd1kitError(path, "no such ControlNet file or folder")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, str(device), dtype)
+    key = (*file_identity(path), str(device), dtype)
     if key not in _CACHE:
         state, layout = controlnet_ldm_state(path)
         config = infer_controlnet_config({k: tuple(v.shape) for k, v in state.items()}, str(path))

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.formats.hashes import file_identity
 from sd1kit.models.build import SD1Modules, load_modules
 from sd1kit.models.tokenizer import clip_tokenizer
 from sd1kit.report import inspect_path
@@ -65,10 +66,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
                zero_terminal_snr: bool | None = None) -> LoadedModel:
     """Load (or reuse) a checkpoint for generation. Refuses what is not a runnable SD1 checkpoint."""
     device = torch.device(device)
-    identity = None
-    if path is not None:
-        st = Path(path).stat() if Path(path).exists() else None
-        identity = (str(Path(path).resolve()), st.st_size if st else None, st.st_mtime_ns if st else None)
+    identity = file_identity(path) if path is not None else None
     key = (identity, str(device), dtype, prediction, zero_terminal_snr)
     if key in _CACHE:
         return _CACHE[key]

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from sd1kit.errors import BadFileError, Sd1kitError
+from sd1kit.formats.hashes import file_identity
 from sd1kit.formats.source import open_source
 
 FOLDER = "VAE-taesd"  # A1111's models/VAE-taesd
@@ -43,8 +44,7 @@ def load_taesd(path: str | os.PathLike, device="cpu", dtype=torch.float32) -> to
     from diffusers import AutoencoderTiny
 
     path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, str(device), dtype)
+    key = (*file_identity(path), str(device), dtype)
     if key not in _CACHE:
         source = open_source(path)
         if not source.safe:

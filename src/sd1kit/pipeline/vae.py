@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from sd1kit.errors import Sd1kitError
-from sd1kit.formats.hashes import file_hashes
+from sd1kit.formats.hashes import file_hashes, file_identity
 from sd1kit.formats.keys.ldm import VAE_PREFIX
 from sd1kit.formats.source import _diffusers_renames, open_source
 from sd1kit.models.build import build_vae
@@ -49,8 +49,7 @@ def load_vae(path: str | os.PathLike, device: torch.device, dtype: torch.dtype) 
     path = Path(path)
     if not path.is_file():
         raise Sd1kitError(path, "no such VAE file")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, str(device), dtype)
+    key = (*file_identity(path), str(device), dtype)
     if key not in _CACHE:
         sd = _vae_state_dict(path)
         config = infer_vae_config({k: tuple(v.shape) for k, v in sd.items()}, where=str(path))
