@@ -267,8 +267,9 @@ def parse_unit_text(text: str) -> dict[str, str]:
 
 
 def _num(v) -> str:
-    v = float(v)
-    return str(int(v)) if v.is_integer() else str(v)
+    from sd1kit.metadata.picture import text_number
+
+    return text_number(float(v))
 
 
 def unit_from_infotext(text: str, find_model) -> ControlUnit:

@@ -45,8 +45,19 @@ class ServerState:
     loaded: object = None  # LoadedModel
     options: dict = field(default_factory=dict)
 
+    loaded_title: str | None = None  # the title `loaded` was loaded as
+
     def folder(self, kind: str) -> Path | None:
         return self.config.models_dir / kind if self.config.models_dir else None
+
+    def find(self, kind: str, name: str, what: str) -> str:
+        """A file or folder named `name` (stem or full name) anywhere in models/<kind>, never a client's path."""
+        name = safe_name(name, what)
+        folder = self.folder(kind)
+        for path in sorted(folder.rglob("*")) if folder and folder.is_dir() else []:
+            if name in (path.stem, path.name):
+                return str(path)
+        raise Sd1kitError(what, f"{name!r} is not in the models folder's {kind}/")
 
 
 def safe_name(value: str, what: str) -> str:
@@ -124,28 +135,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             state.loaded_title = state.model_title
         return state.loaded
 
-    state.loaded_title = None
     if config.model:
         state.model_title = find_checkpoint(state, config.model)["title"]
 
     def find_controlnet(name: str) -> str:
-        name = safe_name(name.split(" [")[0].strip(), "ControlNet model")
-        folder = state.folder("ControlNet")
-        if folder and folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                if name in (path.stem, path.name):
-                    return str(path)
-        raise Sd1kitError("ControlNet model", f"{name!r} is not in the models folder's ControlNet/")
+        return state.find("ControlNet", name.split(" [")[0].strip(), "ControlNet model")
 
     def find_vae(name) -> str | None:
-        if not name or name in ("Automatic", "None"):
-            return None
-        name = safe_name(str(name), "sd_vae")
-        folder = state.folder("VAE")
-        for path in sorted(folder.rglob("*")) if folder and folder.is_dir() else []:
-            if name in (path.name, path.stem):
-                return str(path)
-        raise Sd1kitError("sd_vae", f"{name!r} is not in the models folder's VAE/")
+        return None if not name or name in ("Automatic", "None") else state.find("VAE", str(name), "sd_vae")
 
     def generation_job(payload: dict, img2img: bool):
         request, images = generation_request(payload, img2img)
