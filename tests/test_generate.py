@@ -377,6 +377,17 @@ def test_models_and_embeddings_from_the_a1111_folders(cli, tmp_path, tiny_models
     assert r.code != 0 and "'nonexistent-model'" in r.err and r.err.count("\n") == 1
 
 
+def _regenerates_identically(cli, tmp_path, *options) -> None:
+    """`generate` with the options, then `generate --from` its picture: the same pixels."""
+    r = cli("generate", "x", *options, "--size", "64x64", "--out", tmp_path / "o", "--quiet")
+    assert r.code == 0, r.err
+    first = next((tmp_path / "o").glob("*.png"))
+    r = cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet")
+    assert r.code == 0, r.err
+    again = next((tmp_path / "again").glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+
+
 @pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DDIM"])
 def test_exact_mode_bf16_stays_close_to_fp32(sampler):
     """bf16 weights and compute (what `--dtype auto` picks on CPUs with bf16 dot products): the same seed gives a
@@ -407,14 +418,7 @@ def test_taesd_fast_decoder_is_recorded_and_restored(cli, tmp_path, monkeypatch)
     (home / "models" / "VAE-taesd").mkdir(parents=True)
     original.rename(home / "models" / "VAE-taesd" / "taesd_decoder.pth")
     monkeypatch.setenv("SD1KIT_HOME", str(home))
-    r = cli("generate", "x", "--vae-decoder", "TAESD", "--steps", "2", "--size", "64x64", "--seed", "9",
-            "--out", tmp_path / "o", "--quiet")
-    assert r.code == 0, r.err
-    first = next((tmp_path / "o").glob("*.png"))
-    r = cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet")
-    assert r.code == 0, r.err
-    again = next((tmp_path / "again").glob("*.png"))
-    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    _regenerates_identically(cli, tmp_path, "--vae-decoder", "TAESD", "--steps", "2", "--seed", "9")
     monkeypatch.setenv("SD1KIT_HOME", str(tmp_path / "nowhere"))
     r = cli("generate", "x", "--vae-decoder", "TAESD", "--steps", "1", "--size", "64x64", "--out", tmp_path / "n")
     assert r.code == 2 and "no TAESD decoder weights" in r.err
@@ -440,13 +444,7 @@ def test_deepcache_shallow_branch_and_infotext(cli, tmp_path):
     assert np.array_equal(_pixels(generate(BASE.with_(deepcache=1), load_model(None)))[0], exact)
     fast = generate(BASE.with_(steps=9, deepcache=3), load_model(None))
     assert "DeepCache: 3" in fast.images[0].infotext
-    r = cli("generate", "x", "--deepcache", "3", "--steps", "6", "--size", "64x64", "--seed", "2", "--out",
-            tmp_path / "o", "--quiet")
-    assert r.code == 0, r.err
-    first = next((tmp_path / "o").glob("*.png"))
-    assert cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet").code == 0
-    again = next((tmp_path / "again").glob("*.png"))
-    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    _regenerates_identically(cli, tmp_path, "--deepcache", "3", "--steps", "6", "--seed", "2")
 
 
 def test_token_merging_is_recorded_restored_and_removed(cli, tmp_path):
@@ -455,10 +453,4 @@ def test_token_merging_is_recorded_restored_and_removed(cli, tmp_path):
     assert "Token merging ratio: 0.5" in merged.images[0].infotext
     assert not np.array_equal(_pixels(merged)[0], plain)
     assert np.array_equal(_pixels(generate(BASE, load_model(None)))[0], plain)  # the patch is gone afterwards
-    r = cli("generate", "x", "--token-merging", "0.5", "--steps", "2", "--size", "64x64", "--seed", "4", "--out",
-            tmp_path / "o", "--quiet")
-    assert r.code == 0, r.err
-    first = next((tmp_path / "o").glob("*.png"))
-    assert cli("generate", "--from", first, "--out", tmp_path / "again", "--quiet").code == 0
-    again = next((tmp_path / "again").glob("*.png"))
-    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    _regenerates_identically(cli, tmp_path, "--token-merging", "0.5", "--steps", "2", "--seed", "4")
