@@ -74,12 +74,13 @@ class PictureInfo:
 
     def as_json(self) -> dict:
         size = self.size
+        sampler, schedule = self.sampler_and_schedule
         return {
             "path": self.path, "tool": self.tool, "app": self.app,
             "prompt": self.prompt if self.tool else None,
             "negative_prompt": self.negative_prompt if self.tool else None,
-            "steps": self._get("Steps", int), "sampler": self.sampler_and_schedule[0],
-            "schedule_type": self.sampler_and_schedule[1], "cfg_scale": self._get("CFG scale", float),
+            "steps": self._get("Steps", int), "sampler": sampler,
+            "schedule_type": schedule, "cfg_scale": self._get("CFG scale", float),
             "seed": self._get("Seed", int),
             "width": size[0] if size else None, "height": size[1] if size else None,
             "model": self._get("Model"), "model_hash": self._get("Model hash"), "clip_skip": self.clip_skip,
