@@ -52,21 +52,9 @@ print(time.perf_counter() - t, peak_rss())
 
 
 def write_base(path: Path) -> int:
-    import torch
+    from sd1kit.dev.manifest import write_random_checkpoint
 
-    from sd1kit.dev.manifest import sd1_manifest
-    from sd1kit.formats.safetensors_io import write_safetensors_stream
-
-    infos = sd1_manifest("F16", position_ids=False)
-    g = torch.Generator().manual_seed(0)
-    dtypes = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
-
-    def produce(name):
-        info = infos[name]
-        return (torch.randn(info.shape, generator=g) * 0.02).to(dtypes[info.dtype])
-
-    write_safetensors_stream(path, [(n, i.dtype, i.shape) for n, i in infos.items()], produce)
-    return path.stat().st_size
+    return write_random_checkpoint(path, seed=0)
 
 
 def write_adapter(path: Path, base: Path, rank: int) -> int:

@@ -57,17 +57,9 @@ print(time.perf_counter() - t, peak_rss())
 
 
 def write_checkpoint(path: Path, seed: int) -> int:
-    import torch
+    from sd1kit.dev.manifest import write_random_checkpoint
 
-    from sd1kit.dev.manifest import sd1_manifest
-    from sd1kit.formats.safetensors_io import write_safetensors_stream
-
-    infos = sd1_manifest("F16", position_ids=False)
-    g = torch.Generator().manual_seed(seed)
-    dtypes = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
-    write_safetensors_stream(path, [(n, i.dtype, i.shape) for n, i in infos.items()],
-                             lambda n: (torch.randn(infos[n].shape, generator=g) * 0.02).to(dtypes[infos[n].dtype]))
-    return path.stat().st_size
+    return write_random_checkpoint(path, seed)
 
 
 def run_child(code: str, *args, env=None) -> tuple[float, int]:

@@ -54,17 +54,10 @@ def unet_flops(size: int) -> int:
 
 def write_checkpoint(path: Path) -> None:
     """A random full-size SD1.5 checkpoint in fp16 (A1111's usual pruned layout), and a random TAESD decoder."""
-    import torch
-
-    from sd1kit.dev.manifest import sd1_manifest
+    from sd1kit.dev.manifest import write_random_checkpoint
     from sd1kit.dev.tiny import write_tiny_taesd
-    from sd1kit.formats.safetensors_io import write_safetensors_stream
 
-    infos = sd1_manifest("F16", position_ids=False)
-    g = torch.Generator().manual_seed(0)
-    dtypes = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
-    write_safetensors_stream(path, [(n, i.dtype, i.shape) for n, i in infos.items()],
-                             lambda n: (torch.randn(infos[n].shape, generator=g) * 0.02).to(dtypes[infos[n].dtype]))
+    write_random_checkpoint(path, seed=0)
     write_tiny_taesd(path.with_name("taesd_decoder.pth"), width=64)
 
 

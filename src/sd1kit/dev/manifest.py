@@ -57,3 +57,19 @@ def write_header_only(path: str | Path, infos: dict[str, TensorInfo], metadata: 
         f.write(struct.pack("<Q", len(raw)) + raw)
         f.truncate(8 + len(raw) + data_size)
     return path
+
+
+def write_random_checkpoint(path: str | Path, seed: int = 0) -> int:
+    """A full-size SD1.5 checkpoint with random weights (std 0.02), fp16 as A1111's pruned files, streamed to disk
+    tensor by tensor; returns its size. For benchmarks: the cost of real weights, none of their content."""
+    from sd1kit.formats.safetensors_io import TORCH_DTYPES, write_safetensors_stream
+
+    infos = sd1_manifest("F16", position_ids=False)
+    g = torch.Generator().manual_seed(seed)
+
+    def produce(name: str) -> torch.Tensor:
+        info = infos[name]
+        return (torch.randn(info.shape, generator=g) * 0.02).to(getattr(torch, TORCH_DTYPES[info.dtype]))
+
+    write_safetensors_stream(path, [(n, i.dtype, i.shape) for n, i in infos.items()], produce)
+    return Path(path).stat().st_size
