@@ -1,12 +1,12 @@
-"""CPU performance of one 512x512 txt2img step and its parts, per configuration, against plain diffusers modules in
-fp32 measured in the same run (the baseline of issue 12). Full-size SD1.5 topology with random weights (the cost
+"""CPU performance of txt2img and its parts, per picture size and configuration, against plain diffusers modules
+in fp32 measured in the same run (the baseline of issue 12). Full-size SD1.5 topology with random weights (the cost
 is the real one); each configuration runs in its own process so its peak RSS is its own (VmHWM).
 
-    .venv/bin/python bench/perf.py [--size 512] [--steps 2] [--configs baseline,fp32,bf16,bf16-cl] [--json out.json]
+    .venv/bin/python bench/perf.py [--sizes 512,768,1088] [--steps 2] [--configs baseline,bf16,fast] [--json out.json]
 
-Columns: model build or load seconds, UNet seconds per CFG step (batch of 2; averaged over 6 steps, two DeepCache cycles, for the fast
-mode's DeepCache cycle), achieved GFLOP/s, text encoder and VAE decode seconds, the
-20-step picture estimated as encode + 20 steps + decode, peak RSS, and each ratio against the baseline.
+Columns: model build or load seconds, UNet seconds per CFG step (batch of 2; averaged over 6 steps, two DeepCache
+cycles, in fast mode), achieved GFLOP/s, text encoder seconds, VAE decode and encode seconds, the 20-step picture
+estimated as text + 20 steps + decode, peak RSS, and each ratio against the baseline.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ CONFIGS = {
     "bf16-cl": "sd1kit pipeline, bf16, UNet in channels-last",
     "file-auto": "sd1kit load_model of a 2.1 GB fp16 .safetensors with --dtype auto, then the pipeline",
     "fast": "file-auto + DeepCache 3 + ToMe 0.5 + TAESD decoder (fast mode)",
+    "low-memory": "file-auto + --low-memory (16-bit weights, each layer cast to the compute dtype while it runs), "
+                  "tiled VAE above 512",
 }
+FILE_CONFIGS = ("file-auto", "fast", "low-memory")
 
 
 def peak_rss() -> int:
@@ -68,14 +71,16 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     from sd1kit.pipeline.request import GenerationRequest
 
     t = time.perf_counter()
-    model = load_model(path, dtype=pick_dtype("auto", "cpu"))
+    model = load_model(path, dtype=pick_dtype("auto", "cpu"), low_memory=name == "low-memory")
     load = time.perf_counter() - t
     fast = name == "fast"
+    vae_encode = time_vae_encode(model.modules.vae, size, model.latent_scale)
     stamps = []
     request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
                                 steps=(7 if fast else steps + 1), width=size, height=size, seed=1,
                                 deepcache=3 if fast else 0, token_merging=0.5 if fast else 0.0,
                                 vae_decoder="TAESD" if fast else "Full",
+                                tiled_vae=name == "low-memory" and size > 512,
                                 taesd=str(Path(path).with_name("taesd_decoder.pth")))
     t = time.perf_counter()
     generate(request, model, callback=lambda *a: stamps.append(time.perf_counter()))
@@ -84,7 +89,19 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     decode = total - (stamps[-1] - t)
     encode = max(stamps[0] - t - step, 0.0)
     return {"config": name, "build_s": load, "encode_s": encode, "step_s": step, "decode_s": decode,
-            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak_rss()}
+            "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak_rss()}
+
+
+def time_vae_encode(vae, size: int, scale: float) -> float:
+    """Seconds to encode one size x size picture to latents (img2img, hires fix with a pixel upscaler)."""
+    import torch
+
+    from sd1kit.pipeline.images import encode_pixels
+
+    pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    t = time.perf_counter()
+    encode_pixels(vae, pixels, scale)
+    return time.perf_counter() - t
 
 
 def run_config(name: str, size: int, steps: int) -> dict:
@@ -120,6 +137,9 @@ def run_config(name: str, size: int, steps: int) -> dict:
             t = time.perf_counter()
             modules.vae.decode(latent[:1] / 0.18215)
             decode = time.perf_counter() - t
+            t = time.perf_counter()
+            modules.vae.encode(torch.rand(1, 3, size, size) * 2 - 1).latent_dist.mean
+            vae_encode = time.perf_counter() - t
     else:
         from sd1kit.pipeline.generate import generate
         from sd1kit.pipeline.model import LoadedModel
@@ -138,54 +158,70 @@ def run_config(name: str, size: int, steps: int) -> dict:
         step = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
         decode = total - (stamps[-1] - t)
         encode = max(encode - step, 0.0)  # the first callback comes after the first step
+        vae_encode = time_vae_encode(modules.vae, size, model.latent_scale)
     return {"config": name, "build_s": build, "encode_s": encode, "step_s": step, "decode_s": decode,
-            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak_rss()}
+            "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak_rss()}
+
+
+def print_table(result: dict) -> None:
+    import torch
+
+    size, flops, rows = result["size"], result["flops"], result["rows"]
+    base = next((r for r in rows if r["config"] == "baseline"), rows[0])
+    print(f"\n{size}x{size}, full-size SD1.5 topology, random weights, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads; UNet FLOPs per CFG step {flops / 1e12:.2f} T\n")
+    print(f"{'config':<11}{'load s':>7}{'s/step':>8}{'GFLOP/s':>8}{'x step':>7}{'text s':>7}{'decode s':>9}"
+          f"{'x dec':>6}{'encode s':>9}{'20-step s':>10}{'x pic':>6}{'peak GiB':>9}")
+    for r in rows:
+        print(f"{r['config']:<11}{r['build_s']:7.1f}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:8.0f}"
+              f"{base['step_s'] / r['step_s']:7.2f}{r['encode_s']:7.2f}{r['decode_s']:9.2f}"
+              f"{base['decode_s'] / r['decode_s']:6.2f}{r['vae_encode_s']:9.2f}{r['picture_20_s']:10.1f}"
+              f"{base['picture_20_s'] / r['picture_20_s']:6.2f}{r['peak_rss'] / 2**30:9.2f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--sizes", default="512", help="comma-separated, e.g. 512,768,1088")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", help="default: all; bf16 and bf16-cl only on CPUs with bf16 dot products "
+                        "(elsewhere bf16 is emulated, ~50x slower than fp32)")
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.configs:
+        from sd1kit.pipeline.device import cpu_has_bf16
+
+        args.configs = ",".join(c for c in CONFIGS if cpu_has_bf16() or not c.startswith("bf16"))
     if args.child:
-        result = run_file(args.child, args.size, args.steps, args.file) if args.child in ("file-auto", "fast") \
-            else run_config(args.child, args.size, args.steps)
+        size = int(args.sizes)
+        result = run_file(args.child, size, args.steps, args.file) if args.child in FILE_CONFIGS \
+            else run_config(args.child, size, args.steps)
         print(json.dumps(result))
         return 0
     import tempfile
 
     folder = tempfile.TemporaryDirectory()
     checkpoint = Path(folder.name) / "random-sd15-fp16.safetensors"
-    if any(c in ("file-auto", "fast") for c in args.configs.split(",")):
+    if any(c in FILE_CONFIGS for c in args.configs.split(",")):
         write_checkpoint(checkpoint)
-    import torch
-
-    flops = unet_flops(args.size)
-    rows = []
-    for name in args.configs.split(","):
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--child", name, "--size", str(args.size), "--steps",
-                              str(args.steps), "--file", str(checkpoint)], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            return 1
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    base = next((r for r in rows if r["config"] == "baseline"), rows[0])
-    print(f"\n{args.size}x{args.size}, full-size SD1.5 topology, random weights, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; UNet FLOPs per CFG step {flops / 1e12:.2f} T\n")
-    print(f"{'config':<10}{'load s':>8}{'s/step':>8}{'GFLOP/s':>9}{'x step':>8}{'encode s':>10}{'decode s':>10}{'x decode':>10}"
-          f"{'20-step s':>11}{'x picture':>11}{'peak GiB':>10}")
-    for r in rows:
-        print(f"{r['config']:<10}{r['build_s']:8.1f}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:9.0f}{base['step_s'] / r['step_s']:8.2f}"
-              f"{r['encode_s']:10.2f}{r['decode_s']:10.2f}{base['decode_s'] / r['decode_s']:10.2f}"
-              f"{r['picture_20_s']:11.1f}{base['picture_20_s'] / r['picture_20_s']:11.2f}{r['peak_rss'] / 2**30:10.2f}")
+    results = []
+    for size in map(int, args.sizes.split(",")):
+        rows = []
+        for name in args.configs.split(","):
+            print(f"running {name} at {size} ...", file=sys.stderr, flush=True)
+            out = subprocess.run([sys.executable, __file__, "--child", name, "--sizes", str(size), "--steps",
+                                  str(args.steps), "--file", str(checkpoint)], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr[-3000:], file=sys.stderr)
+                return 1
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append({"size": size, "flops": unet_flops(size), "rows": rows})
+        print_table(results[-1])
+        sys.stdout.flush()
     print("\nx: speed-up against the baseline (higher is faster); " + "; ".join(f"{k}: {v}" for k, v in CONFIGS.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"size": args.size, "flops": flops, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 

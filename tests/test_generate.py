@@ -454,3 +454,19 @@ def test_token_merging_is_recorded_restored_and_removed(cli, tmp_path):
     assert not np.array_equal(_pixels(merged)[0], plain)
     assert np.array_equal(_pixels(generate(BASE, load_model(None)))[0], plain)  # the patch is gone afterwards
     _regenerates_identically(cli, tmp_path, "--token-merging", "0.5", "--steps", "2", "--seed", "4")
+
+
+def test_low_memory_keeps_16_bit_weights_and_computes_in_fp32(cli, tiny_models, tmp_path):
+    """--low-memory: an fp16 checkpoint stays fp16 in memory (half of fp32), each layer computed in fp32 while it
+    runs: the same pixels as loading it into fp32, and recorded nowhere (nothing about the picture changes)."""
+    half = tmp_path / "half.safetensors"
+    assert cli("convert", tiny_models["sd15"], half, "--dtype", "fp16").code == 0
+    request = BASE.with_(sampler="DPM++ 2M", steps=4)
+    full = load_model(half, dtype=torch.float32)
+    expected = _pixels(generate(request, full))
+    low = load_model(half, dtype=torch.float32, low_memory=True)
+    assert {p.dtype for p in low.modules.unet.parameters() if p.dim() > 1} == {torch.float16}
+    assert np.array_equal(_pixels(generate(request, low)), expected)
+    r = cli("generate", "x", "--model", half, "--low-memory", "--steps", "2", "--size", "64x64",
+            "--out", tmp_path / "o", "--quiet")
+    assert r.code == 0, r.err

@@ -393,7 +393,7 @@ def _cmd_generate(args) -> int:
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
     model = load_model(request.model, device=device, dtype=dtype, prediction=request.prediction,
-                       zero_terminal_snr=request.zero_terminal_snr)
+                       zero_terminal_snr=request.zero_terminal_snr, low_memory=args.low_memory)
     stop = {"asked": False}
     previous = signal.signal(signal.SIGINT, lambda *_: stop.update(asked=True))
     try:
@@ -692,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ztsnr", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
                    help="compute precision; auto: bf16 on CPUs with bf16 dot products, fp16 on CUDA, else fp32")
+    p.add_argument("--low-memory", action="store_true",
+                   help="keep weights in 16 bits and compute each layer in --dtype only while it runs")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs")
     p.add_argument("--format", choices=("png", "jpg", "webp"), default="png")

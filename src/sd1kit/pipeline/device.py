@@ -30,3 +30,14 @@ def pick_dtype(name: str, device: str) -> torch.dtype:
     if device.startswith("cuda"):
         return torch.float16
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def compute_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The precision a module computes in: its weights' dtype, or under --low-memory's layerwise casting the
+    dtype its layers are cast to while they run."""
+    for layer in module.modules():
+        registry = getattr(layer, "_diffusers_hook", None)
+        hook = registry.get_hook("layerwise_casting") if registry is not None else None
+        if hook is not None:
+            return hook.compute_dtype
+    return next(module.parameters()).dtype

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.pipeline.device import compute_dtype
 
 
 TILE, OVERLAP = 64, 16  # latent pixels: 512-pixel tiles overlapping by 128 pixels
@@ -55,7 +56,7 @@ def decode_tiled(vae, latents: torch.Tensor, scale: float) -> tuple[list[Image.I
 
 def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tuple[list[Image.Image], bool]:
     """PIL images; the bool says whether fp16/bf16 overflowed and the decode was redone in fp32."""
-    dtype = next(vae.parameters()).dtype
+    dtype = compute_dtype(vae)
     run = _decode_tiles if tiled and max(latents.shape[-2:]) > TILE else _decode_full
     with torch.no_grad():
         pixels = run(vae, (latents / scale).to(dtype))
@@ -104,9 +105,9 @@ def to_pixels(image: Image.Image) -> torch.Tensor:
 
 def encode_pixels(vae, pixels: torch.Tensor, scale: float) -> torch.Tensor:
     """Latent of [-1, 1] pixels: the mean of the VAE's posterior (deterministic), times the scale factor."""
-    first = next(vae.parameters())
+    device = next(vae.parameters()).device
     with torch.no_grad():
-        return vae.encode(pixels.to(first.device, first.dtype)).latent_dist.mean.float() * scale
+        return vae.encode(pixels.to(device, compute_dtype(vae))).latent_dist.mean.float() * scale
 
 
 def encode(vae, image: Image.Image, scale: float) -> torch.Tensor:

@@ -41,15 +41,37 @@ class LoadedModel:
         return self.modules.vae.config.scaling_factor
 
 
-def _place(modules: SD1Modules, device: torch.device, dtype: torch.dtype) -> SD1Modules:
+def _storage_dtype(compute: torch.dtype) -> torch.dtype:
+    return compute if compute.itemsize <= 2 else torch.float16
+
+
+def _place(modules: SD1Modules, device: torch.device, dtype: torch.dtype, low_memory: bool = False) -> SD1Modules:
     for module in (modules.unet, modules.vae, modules.text_encoder):
         first = next(module.parameters(), None) if module is not None else None
-        if first is not None and (first.device != device or first.dtype != dtype):
-            module.to(device=device, dtype=dtype)
+        if first is None:
+            continue
+        storage = _storage_dtype(dtype) if low_memory else dtype
+        if first.device != device or first.dtype != storage:
+            module.to(device=device, dtype=storage)
+        if storage != dtype:
+            _cast_per_layer(module, storage, dtype)
     if device.type == "cpu" and dtype == torch.bfloat16 and modules.unet is not None:
         # oneDNN's bf16 convolutions are faster in channels-last: 1.69x instead of 1.53x per step (bench/perf.py)
         modules.unet.to(memory_format=torch.channels_last)
     return modules
+
+
+def _cast_per_layer(module: torch.nn.Module, storage: torch.dtype, compute: torch.dtype) -> None:
+    """--low-memory: weights stay in 16 bits and each layer is cast to the compute precision only while it runs
+    (diffusers' layerwise casting), so fp32 compute costs the memory of fp16 weights. Parameters outside the
+    layers it hooks (a few embeddings) are kept in the compute precision."""
+    from diffusers.hooks import apply_layerwise_casting
+
+    apply_layerwise_casting(module, storage_dtype=storage, compute_dtype=compute, skip_modules_pattern=())
+    for layer in module.modules():
+        if not hasattr(layer, "_diffusers_hook"):  # norms: kilobytes
+            for param in layer.parameters(recurse=False):
+                param.data = param.data.to(compute)
 
 
 def _builtin() -> tuple[SD1Modules, list[str]]:
@@ -63,11 +85,12 @@ _CACHE: dict[tuple, LoadedModel] = {}
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32, prediction: str | None = None,
-               zero_terminal_snr: bool | None = None) -> LoadedModel:
-    """Load (or reuse) a checkpoint for generation. Refuses what is not a runnable SD1 checkpoint."""
+               zero_terminal_snr: bool | None = None, low_memory: bool = False) -> LoadedModel:
+    """Load (or reuse) a checkpoint for generation. Refuses what is not a runnable SD1 checkpoint.
+    low_memory: weights stored in 16 bits, each layer computed in `dtype` only while it runs."""
     device = torch.device(device)
     identity = file_identity(path) if path is not None else None
-    key = (identity, str(device), dtype, prediction, zero_terminal_snr)
+    key = (identity, str(device), dtype, prediction, zero_terminal_snr, low_memory)
     if key in _CACHE:
         return _CACHE[key]
     if path is None:
@@ -89,7 +112,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
             (ins.hashes or {}).get("a1111_short")
         pred, ztsnr = d.prediction, d.zero_terminal_snr
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
-    loaded = LoadedModel(name, Path(path) if path else None, short, _place(modules, device, dtype), pred, ztsnr,
+    loaded = LoadedModel(name, Path(path) if path else None, short, _place(modules, device, dtype, low_memory), pred, ztsnr,
                          schedule, device, dtype, warnings)
     _CACHE.clear()  # one model resident at a time: SD1 checkpoints are 2-4 GB
     _CACHE[key] = loaded
