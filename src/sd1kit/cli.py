@@ -27,14 +27,39 @@ def _cmd_inspect(args) -> int:
             status = 2
             continue
         results.append(ins.as_json())
+        if args.probe:
+            results[-1]["probe"] = _probe(ins)
         if not args.json:
             print(format_human(ins))
+            if args.probe:
+                print(_format_probe(results[-1]["probe"]))
         if ins.refusal:
             print(f"sd1kit: {path}: {ins.refusal}", file=sys.stderr)
             status = max(status, 1)
     if args.json:
         print(json.dumps(results, indent=2))
     return status
+
+
+def _probe(ins) -> dict | None:
+    """The v-prediction probe's verdict on a checkpoint's weights (None for anything else)."""
+    if ins.refusal or ins.detection.kind != "checkpoint" or not ins.detection.components["unet"]["present"] \
+            or not ins.detection.components["vae"]["present"]:
+        return None
+    import torch
+
+    from sd1kit.models.build import load_modules
+    from sd1kit.pipeline.model import place_modules, probe_modules
+
+    modules = load_modules(ins.source.load_state_dict(), where=str(ins.source.path))
+    return probe_modules(place_modules(modules, torch.device("cpu"), torch.float32, low_memory=True)).as_json()
+
+
+def _format_probe(probe: dict | None) -> str:
+    if probe is None:
+        return "  probe       not a runnable checkpoint"
+    ztsnr = {True: ", zero terminal SNR fits", False: ", no zero terminal SNR", None: ""}[probe["zero_terminal_snr"]]
+    return f"  probe       {probe['prediction']} (confidence {probe['confidence']:.2f}{ztsnr}): {probe['reason']}"
 
 
 def _cmd_convert(args) -> int:
@@ -275,6 +300,8 @@ def _generate_request(args):
     from sd1kit.pipeline.from_picture import (
         find_checkpoint, find_vae, models_dir, read_picture_parameters, request_from_infotext, resolve_file,
     )
+    from sd1kit.demo import demo_model
+    from sd1kit.pipeline.model import native_size
     from sd1kit.pipeline.request import GenerationRequest
 
     request, model_path = GenerationRequest(), resolve_file(args.model, "Stable-diffusion")
@@ -295,6 +322,10 @@ def _generate_request(args):
         changes["prompt"] = args.prompt
     if args.size is not None:
         changes["width"], changes["height"] = _parse_size(args.size)
+    elif not args.from_picture and not args.init:
+        native = native_size(model_path or demo_model("eps"))
+        if native:
+            changes["width"], changes["height"] = native
     if args.init:
         changes["init_image"] = Path(args.init)
     if args.vae:
@@ -388,10 +419,15 @@ def _cmd_generate(args) -> int:
         raise Sd1kitError("--steps", "steps, batch size and batch count must be at least 1")
     resolve_sampler(request.sampler, request.schedule)  # a bad name fails before any model is loaded
     request = _catalog_settings(request, args)
-    from sd1kit.pipeline.device import pick_device, pick_dtype
+    import torch
+
+    from sd1kit.pipeline.device import cpu_has_bf16, pick_device, pick_dtype
 
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
+    if device == "cpu" and dtype != torch.float32 and not cpu_has_bf16() and not args.quiet:
+        print(f"sd1kit: this CPU has no bf16/fp16 dot products: {args.dtype} runs about 50x slower than fp32 here "
+              "(bench/perf.py); --low-memory gives 16-bit weights with fp32 compute", file=sys.stderr)
     model = load_model(request.model, device=device, dtype=dtype, prediction=request.prediction,
                        zero_terminal_snr=request.zero_terminal_snr, low_memory=args.low_memory)
     stop = {"asked": False}
@@ -593,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument("--no-hash", action="store_true", help="skip hashing (header facts only)")
+    p.add_argument("--probe", action="store_true",
+                   help="run the UNet on fixed noised inputs to tell epsilon from v-prediction by the weights")
     _prediction_args(p)
     p.set_defaults(func=_cmd_inspect)
 
@@ -831,7 +869,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markers", action="store_true", help="mark v / ztsnr by marker keys instead of a yaml")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_tiny_model)
+
+    p = dev.add_parser("train-demo", help="train the demo models (epsilon and v-prediction) on the demo world")
+    p.add_argument("--out", default="demo-models", help="folder for sd1kit-demo-eps/-v.safetensors")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the training steps (quick trials)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_demo)
     return parser
+
+
+def _cmd_train_demo(args) -> int:
+    from sd1kit.demo.train import Plan, train_demo
+
+    for path in train_demo(args.out, Plan(seed=args.seed).scaled(args.scale)):
+        print(f"wrote {path}")
+    return 0
 
 
 def _error(e: Sd1kitError) -> None:

@@ -12,11 +12,12 @@ import torch
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_identity
 from sd1kit.models.build import SD1Modules, load_modules
+from sd1kit.models.probe import cached_probe
 from sd1kit.models.tokenizer import clip_tokenizer
 from sd1kit.report import inspect_path
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
-BUILTIN_NAME = "sd1kit-tiny"
+BUILTIN_NAME = "sd1kit-demo"  # what infotexts call the default model (demo/, sd1kit-demo-eps)
 
 
 @dataclass
@@ -41,11 +42,25 @@ class LoadedModel:
         return self.modules.vae.config.scaling_factor
 
 
+def native_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The picture size a checkpoint was trained at, where its metadata says (SAI ModelSpec's
+    `modelspec.resolution`, "512x512"): the default size of `generate`."""
+    from sd1kit.formats.safetensors_io import read_header
+
+    try:
+        text = read_header(path).metadata.get("modelspec.resolution", "")
+        w, h = (int(v) for v in text.lower().split("x"))
+    except Exception:  # no file, not safetensors, no or odd metadata: no opinion
+        return None
+    return (w, h) if 64 <= w <= 4096 and 64 <= h <= 4096 else None
+
+
 def _storage_dtype(compute: torch.dtype) -> torch.dtype:
     return compute if compute.itemsize <= 2 else torch.float16
 
 
-def _place(modules: SD1Modules, device: torch.device, dtype: torch.dtype, low_memory: bool = False) -> SD1Modules:
+def place_modules(modules: SD1Modules, device: torch.device, dtype: torch.dtype,
+                  low_memory: bool = False) -> SD1Modules:
     for module in (modules.unet, modules.vae, modules.text_encoder):
         first = next(module.parameters(), None) if module is not None else None
         if first is None:
@@ -56,7 +71,8 @@ def _place(modules: SD1Modules, device: torch.device, dtype: torch.dtype, low_me
         if storage != dtype:
             _cast_per_layer(module, storage, dtype)
     if device.type == "cpu" and dtype == torch.bfloat16 and modules.unet is not None:
-        # oneDNN's bf16 convolutions are faster in channels-last: 1.69x instead of 1.53x per step (bench/perf.py)
+        # oneDNN's bf16 convolutions are faster in channels-last: 1.69x instead of 1.53x per step on an AVX512-BF16
+        # CPU (bench/perf.py)
         modules.unet.to(memory_format=torch.channels_last)
     return modules
 
@@ -74,10 +90,29 @@ def _cast_per_layer(module: torch.nn.Module, storage: torch.dtype, compute: torc
                 param.data = param.data.to(compute)
 
 
-def _builtin() -> tuple[SD1Modules, list[str]]:
-    from sd1kit.dev.tiny import tiny_modules
+def probe_modules(modules: SD1Modules):
+    """The v-prediction probe (models/probe.py) on live modules, with the empty prompt's conditioning."""
+    from sd1kit.models.probe import probe_prediction
+    from sd1kit.prompts.encode import PromptEncoder
 
-    return tiny_modules(seed=0), ["no --model given: the built-in tiny random-weight model runs (it does not draw)"]
+    from sd1kit.pipeline.device import compute_dtype
+
+    return probe_prediction(modules, lambda: PromptEncoder(modules.text_encoder, clip_tokenizer()).encode(""),
+                            compute_dtype(modules.unet))
+
+
+def _ask_the_weights(modules: SD1Modules, ins, zero_terminal_snr: bool | None,
+                     warnings: list[str]) -> tuple[str, bool]:
+    """Prediction type and zero terminal SNR from the probe (cached per file content); epsilon when it cannot tell."""
+    verdict = cached_probe((ins.hashes or {}).get("sha256"), lambda: probe_modules(modules))
+    if verdict.prediction == "unknown":
+        return "epsilon", bool(zero_terminal_snr)
+    ztsnr = bool(verdict.zero_terminal_snr) if zero_terminal_snr is None else zero_terminal_snr
+    if verdict.prediction == "v":
+        warnings.append(f"nothing in or beside the file says how it predicts; the v-prediction probe finds v"
+                        f"{' with zero terminal SNR' if ztsnr else ''} (confidence {verdict.confidence:.2f}): "
+                        "generating with it")
+    return verdict.prediction, ztsnr
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -93,27 +128,33 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     key = (identity, str(device), dtype, prediction, zero_terminal_snr, low_memory)
     if key in _CACHE:
         return _CACHE[key]
-    if path is None:
-        modules, warnings = _builtin()
-        name, short, pred, ztsnr = BUILTIN_NAME, None, prediction or "epsilon", bool(zero_terminal_snr)
-    else:
-        ins = inspect_path(path, prediction=prediction, ztsnr=zero_terminal_snr)
-        if ins.refusal:
-            raise Sd1kitError(path, ins.refusal)
-        d = ins.detection
-        if d.kind != "checkpoint":
-            raise Sd1kitError(path, f"a {d.kind} file, not a checkpoint to generate with")
-        missing = [c for c in ("unet", "vae", "text_encoder") if not d.components[c]["present"]]
-        if missing:
-            raise Sd1kitError(path, f"checkpoint without {', '.join(missing)}: pass a complete checkpoint")
-        modules = load_modules(ins.source.load_state_dict(), where=str(path))
-        warnings = list(ins.warnings)
-        name, short = Path(path).stem if Path(path).is_file() else Path(path).name, \
-            (ins.hashes or {}).get("a1111_short")
-        pred, ztsnr = d.prediction, d.zero_terminal_snr
+    if low_memory:
+        from sd1kit.pipeline.device import return_freed_memory
+
+        return_freed_memory()
+    builtin = path is None
+    if builtin:
+        from sd1kit.demo import demo_model
+
+        path = demo_model("eps")
+    ins = inspect_path(path, prediction=prediction, ztsnr=zero_terminal_snr)
+    if ins.refusal:
+        raise Sd1kitError(path, ins.refusal)
+    d = ins.detection
+    if d.kind != "checkpoint":
+        raise Sd1kitError(path, f"a {d.kind} file, not a checkpoint to generate with")
+    missing = [c for c in ("unet", "vae", "text_encoder") if not d.components[c]["present"]]
+    if missing:
+        raise Sd1kitError(path, f"checkpoint without {', '.join(missing)}: pass a complete checkpoint")
+    modules = place_modules(load_modules(ins.source.load_state_dict(), where=str(path)), device, dtype, low_memory)
+    warnings = list(ins.warnings)
+    name = BUILTIN_NAME if builtin else Path(path).stem if Path(path).is_file() else Path(path).name
+    pred, ztsnr = d.prediction, d.zero_terminal_snr
+    if d.prediction_source == "default" and ins.catalog is None:  # nothing in, beside or about the file says
+        pred, ztsnr = _ask_the_weights(modules, ins, zero_terminal_snr, warnings)
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
-    loaded = LoadedModel(name, Path(path) if path else None, short, _place(modules, device, dtype, low_memory), pred, ztsnr,
-                         schedule, device, dtype, warnings)
+    loaded = LoadedModel(name, Path(path), (ins.hashes or {}).get("a1111_short"), modules, pred, ztsnr, schedule,
+                         device, dtype, warnings)
     _CACHE.clear()  # one model resident at a time: SD1 checkpoints are 2-4 GB
     _CACHE[key] = loaded
     return loaded
