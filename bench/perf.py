@@ -219,7 +219,8 @@ def main() -> int:
         results.append({"size": size, "flops": unet_flops(size), "rows": rows})
         print_table(results[-1])
         sys.stdout.flush()
-    print("\nx: speed-up against the baseline (higher is faster); " + "; ".join(f"{k}: {v}" for k, v in CONFIGS.items()))
+    print("\nx: speed-up against the baseline (higher is faster); "
+          + "; ".join(f"{k}: {v}" for k, v in CONFIGS.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -59,7 +59,8 @@ def sdcpp_python(given: str | None) -> str:
         print(f"building stable-diffusion-cpp-python {SDCPP_VERSION} in {venv} (about 5 minutes) ...",
               file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"stable-diffusion-cpp-python=={SDCPP_VERSION}"],
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                        f"stable-diffusion-cpp-python=={SDCPP_VERSION}"],
                        check=True, env={**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count())})
     return str(python)
 

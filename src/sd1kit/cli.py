@@ -300,7 +300,6 @@ def _generate_request(args):
     from sd1kit.pipeline.from_picture import (
         find_checkpoint, find_vae, models_dir, read_picture_parameters, request_from_infotext, resolve_file,
     )
-    from sd1kit.demo import demo_model
     from sd1kit.pipeline.model import native_size
     from sd1kit.pipeline.request import GenerationRequest
 
@@ -322,8 +321,8 @@ def _generate_request(args):
         changes["prompt"] = args.prompt
     if args.size is not None:
         changes["width"], changes["height"] = _parse_size(args.size)
-    elif not args.from_picture and not args.init:
-        native = native_size(model_path or demo_model("eps"))
+    elif model_path and not args.from_picture and not args.init:
+        native = native_size(model_path)
         if native:
             changes["width"], changes["height"] = native
     if args.init:

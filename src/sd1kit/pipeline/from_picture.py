@@ -118,12 +118,8 @@ def resolve_file(value: str | None, kind: str) -> str | None:
 
 
 def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
-    if name == BUILTIN_NAME:
-        return None  # the default model: the shipped demo
-    from sd1kit.demo import find_demo
-
-    if name and find_demo(name) is not None and not (folder / f"{name}.safetensors").exists():
-        return find_demo(name)
+    if name == BUILTIN_NAME and not short_hash:
+        return None
     if not name and not short_hash:
         raise Sd1kitError("Model", "the picture does not say which checkpoint made it; give --model")
     return _find(name, short_hash, folder, "Model")

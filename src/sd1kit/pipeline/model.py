@@ -17,7 +17,7 @@ from sd1kit.models.tokenizer import clip_tokenizer
 from sd1kit.report import inspect_path
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
-BUILTIN_NAME = "sd1kit-demo"  # what infotexts call the default model (demo/, sd1kit-demo-eps)
+BUILTIN_NAME = "sd1kit-tiny"
 
 
 @dataclass
@@ -132,11 +132,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         from sd1kit.pipeline.device import return_freed_memory
 
         return_freed_memory()
-    builtin = path is None
-    if builtin:
-        from sd1kit.demo import demo_model
-
-        path = demo_model("eps")
+    if path is None:
+        return _remember(key, _builtin(device, dtype, prediction, zero_terminal_snr))
     ins = inspect_path(path, prediction=prediction, ztsnr=zero_terminal_snr)
     if ins.refusal:
         raise Sd1kitError(path, ins.refusal)
@@ -148,13 +145,26 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         raise Sd1kitError(path, f"checkpoint without {', '.join(missing)}: pass a complete checkpoint")
     modules = place_modules(load_modules(ins.source.load_state_dict(), where=str(path)), device, dtype, low_memory)
     warnings = list(ins.warnings)
-    name = BUILTIN_NAME if builtin else Path(path).stem if Path(path).is_file() else Path(path).name
+    name = Path(path).stem if Path(path).is_file() else Path(path).name
     pred, ztsnr = d.prediction, d.zero_terminal_snr
     if d.prediction_source == "default" and ins.catalog is None:  # nothing in, beside or about the file says
         pred, ztsnr = _ask_the_weights(modules, ins, zero_terminal_snr, warnings)
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
-    loaded = LoadedModel(name, Path(path), (ins.hashes or {}).get("a1111_short"), modules, pred, ztsnr, schedule,
-                         device, dtype, warnings)
+    return _remember(key, LoadedModel(name, Path(path), (ins.hashes or {}).get("a1111_short"), modules, pred, ztsnr,
+                                      schedule, device, dtype, warnings))
+
+
+def _builtin(device: torch.device, dtype: torch.dtype, prediction: str | None,
+             zero_terminal_snr: bool | None) -> LoadedModel:
+    from sd1kit.dev.tiny import tiny_modules
+
+    ztsnr = bool(zero_terminal_snr)
+    return LoadedModel(BUILTIN_NAME, None, None, place_modules(tiny_modules(seed=0), device, dtype),
+                       prediction or "epsilon", ztsnr, DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr)),
+                       device, dtype, ["no --model given: the built-in tiny random-weight model runs (it does not draw)"])
+
+
+def _remember(key: tuple, loaded: LoadedModel) -> LoadedModel:
     _CACHE.clear()  # one model resident at a time: SD1 checkpoints are 2-4 GB
     _CACHE[key] = loaded
     return loaded

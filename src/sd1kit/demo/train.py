@@ -1,0 +1,223 @@
+"""Trains the demo models on the demo world: a VAE, then an epsilon-prediction UNet with its CLIP text encoder,
+then a v-prediction zero-terminal-SNR UNet started from it (as SD 2's 768-v model was started from an epsilon
+model). The real SD1 topology with shrunk widths; deterministic for a given torch version and thread count.
+
+    sd1kit dev train-demo --out DIR      (about 30 minutes on 2 CPU cores)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sd1kit.demo.world import SIZE, sample, training_scenes
+from sd1kit.formats.safetensors_io import write_safetensors
+from sd1kit.models.build import (
+    SD1Modules, build_text_encoder, build_unet, build_vae, clip_module_prefix, modules_to_ldm,
+)
+from sd1kit.models.configs import TextEncoderConfig, UNetConfig, VAEConfig
+from sd1kit.models.tokenizer import clip_tokenizer
+from sd1kit.prompts.chunks import build_chunks
+from sd1kit.sampling.schedules import sd1_alphas_cumprod
+
+# GroupNorm's 32 groups wipe each group's mean and scale: with one channel per group (32 wide) a network cannot
+# carry a flat colour through its last norm, so the narrowest level is 64 wide (real SD1: 320 and 128).
+DEMO_UNET = UNetConfig(4, 4, 64, (1, 1, 1, 1), 2, (True, True, True, False), 1, 32, False)
+DEMO_VAE = VAEConfig(64, (1, 1, 2, 2), 2, 4)
+DEMO_TEXT_ENCODER = TextEncoderConfig(49408, 32, 128, 4, 77)
+LATENT_SCALE = 0.18215  # SD1's: the VAE is calibrated so that scaled latents have unit variance
+
+
+@dataclass
+class Plan:
+    """Steps and batch sizes of each stage (the defaults fit the 40-minute budget on 2 cores)."""
+    examples: int = 4096
+    vae_steps: int = 1500
+    vae_batch: int = 16
+    vae_crop: int = 16  # the VAE is convolutional: crops teach it at a fraction of the cost; the last 15 % of
+    vae_final_crop: int = 32  # the steps see bigger ones
+    eps_steps: int = 1200
+    v_steps: int = 400
+    unet_batch: int = 32
+    seed: int = 0
+
+    def scaled(self, factor: float) -> "Plan":
+        """The same plan with fewer steps (quick trials and tests)."""
+        n = lambda steps: max(1, int(steps * factor))  # noqa: E731
+        return replace(self, vae_steps=n(self.vae_steps), eps_steps=n(self.eps_steps), v_steps=n(self.v_steps))
+
+
+def make_dataset(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """[n, 3, 64, 64] pixels in [-1, 1] and their captions."""
+    rng = np.random.default_rng(seed)
+    scenes = training_scenes()
+    pictures, captions = zip(*(sample(rng, scenes) for _ in range(n)))
+    pixels = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return pixels, list(captions)
+
+
+def _log(stage: str, step: int, steps: int, loss: float, start: float) -> None:
+    if step % max(1, steps // 10) == 0 or step == steps:
+        print(f"  {stage} {step}/{steps} loss {loss:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def _cosine(step: int, steps: int, warmup: int = 100) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def zero_residuals(module: torch.nn.Module) -> torch.nn.Module:
+    """Residual branches start at zero (each ResNet block's second conv, each attention output), as ADM and LDM
+    initialise them: the network starts as its shallow skip path and trains several times faster."""
+    with torch.no_grad():
+        for name, layer in module.named_modules():
+            if name.endswith(("conv2", "to_out.0", "proj_out")) and hasattr(layer, "weight"):
+                layer.weight.zero_()
+                if layer.bias is not None:
+                    layer.bias.zero_()
+    return module
+
+
+def train_vae(pixels: torch.Tensor, plan: Plan, generator: torch.Generator):
+    vae = zero_residuals(build_vae(DEMO_VAE)).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, plan.vae_steps))
+    start = time.perf_counter()
+    for step in range(1, plan.vae_steps + 1):
+        crop = plan.vae_crop if step <= plan.vae_steps * 0.85 else plan.vae_final_crop
+        picks = torch.randint(len(pixels), (plan.vae_batch,), generator=generator).tolist()
+        corners = torch.randint(0, pixels.shape[-1] - crop + 1, (plan.vae_batch, 2), generator=generator).tolist()
+        batch = torch.stack([pixels[i, :, y:y + crop, x:x + crop] for i, (x, y) in zip(picks, corners)])
+        posterior = vae.encode(batch).latent_dist
+        # a little latent noise keeps the latent space smooth for diffusion; a full-variance sample would
+        # drown what a tiny encoder says early on
+        z = posterior.mean + 0.1 * torch.randn(posterior.mean.shape, generator=generator)
+        loss = F.mse_loss(vae.decode(z).sample, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        _log("vae", step, plan.vae_steps, loss.item(), start)
+    return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def calibrate_vae(vae, means: torch.Tensor) -> float:
+    """Rescale the latent space (quant_conv's mean rows, post_quant_conv's input) so that latents times SD1's
+    0.18215 have unit variance, as the pipeline assumes: the decoded pictures are unchanged. `means` are the
+    posterior means before; returns the factor they are multiplied by."""
+    k = 1 / (means.std().item() * LATENT_SCALE)
+    channels = DEMO_VAE.z_channels
+    vae.quant_conv.weight[:channels] *= k
+    vae.quant_conv.bias[:channels] *= k
+    vae.quant_conv.bias[channels:] += 2 * math.log(k)  # log-variance of the scaled posterior
+    vae.post_quant_conv.weight /= k
+    return k
+
+
+@torch.no_grad()
+def posterior_means(vae, pixels: torch.Tensor) -> torch.Tensor:
+    return torch.cat([vae.encode(chunk).latent_dist.mean for chunk in pixels.split(256)])
+
+
+def token_ids(captions: list[str]) -> torch.Tensor:
+    """[n, 77] ids exactly as generation tokenizes a one-chunk prompt."""
+    tokenizer = clip_tokenizer()
+    cache: dict[str, list[int]] = {}
+    for c in set(captions):
+        chunks = build_chunks(c, tokenizer)[0]
+        cache[c] = chunks[0].tokens
+    return torch.tensor([cache[c] for c in captions])
+
+
+def encode_text(text_encoder, ids: torch.Tensor, clip_skip: int) -> torch.Tensor:
+    out = text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
+    if clip_skip == 1:
+        return out.last_hidden_state
+    norm = text_encoder.get_submodule(clip_module_prefix(text_encoder) + "final_layer_norm")
+    return norm(out.hidden_states[-clip_skip])
+
+
+def train_unet(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor, prediction: str, ztsnr: bool,
+               steps: int, plan: Plan, generator: torch.Generator, train_text: bool, stage: str):
+    """Denoising training at SD1's 1000 timesteps; clip skip 1 or 2 per batch, so both work as on NAI models."""
+    alphas = sd1_alphas_cumprod(zero_terminal_snr=ztsnr).float()
+    params = [{"params": unet.parameters(), "lr": 1e-3}]
+    if train_text:
+        params.append({"params": text_encoder.parameters(), "lr": 3e-4})
+    text_encoder.train(train_text).requires_grad_(train_text)
+    unet.train()
+    opt = torch.optim.AdamW(params, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, steps))
+    ema = [p.detach().clone() for p in unet.parameters()]
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        pick = torch.randint(len(latents), (plan.unet_batch,), generator=generator)
+        x0, batch_ids = latents[pick], ids[pick]
+        t = torch.randint(0, 1000, (plan.unet_batch,), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        a = alphas[t].sqrt().view(-1, 1, 1, 1)
+        s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
+        xt = a * x0 + s * noise
+        target = noise if prediction == "epsilon" else a * noise - s * x0
+        clip_skip = 1 + int(torch.randint(2, (1,), generator=generator))
+        with torch.set_grad_enabled(train_text):
+            context = encode_text(text_encoder, batch_ids, clip_skip)
+        loss = F.mse_loss(unet(xt, t, encoder_hidden_states=context).sample, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            decay = min(0.995, (1 + step) / (10 + step))
+            for e, p in zip(ema, unet.parameters()):
+                e.lerp_(p, 1 - decay)
+        _log(stage, step, steps, loss.item(), start)
+    with torch.no_grad():
+        for e, p in zip(ema, unet.parameters()):
+            p.copy_(e)
+    text_encoder.eval().requires_grad_(False)
+    return unet.eval().requires_grad_(False)
+
+
+def save(modules: SD1Modules, path: Path, description: str) -> Path:
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in modules_to_ldm(modules).items()}
+    write_safetensors(path, sd, metadata={"sd1kit_demo": description, "modelspec.sai_model_spec": "1.0.0",
+                                          "modelspec.architecture": "stable-diffusion-v1",
+                                          "modelspec.title": path.stem, "modelspec.resolution": f"{SIZE}x{SIZE}"})
+    return path
+
+
+def train_demo(out: str | Path, plan: Plan = Plan()) -> list[Path]:
+    """Writes sd1kit-demo-eps.safetensors and sd1kit-demo-v.safetensors into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(plan.seed)
+    generator = torch.Generator().manual_seed(plan.seed)
+    start = time.perf_counter()
+    pixels, captions = make_dataset(plan.examples, plan.seed)
+    print(f"dataset: {len(captions)} pictures of {len(training_scenes())} scenes", flush=True)
+    vae = train_vae(pixels, plan, generator)
+    means = posterior_means(vae, pixels)
+    latents = means * calibrate_vae(vae, means) * LATENT_SCALE
+    ids = token_ids(captions)
+    text_encoder = build_text_encoder(DEMO_TEXT_ENCODER)
+    unet = train_unet(zero_residuals(build_unet(DEMO_UNET)), text_encoder, latents, ids, "epsilon", False,
+                      plan.eps_steps, plan, generator, train_text=True, stage="eps")
+    eps = save(SD1Modules(unet, vae, text_encoder, DEMO_UNET, DEMO_VAE, DEMO_TEXT_ENCODER),
+               out / "sd1kit-demo-eps.safetensors", "epsilon-prediction demo model")
+    v_unet = build_unet(DEMO_UNET)
+    v_unet.load_state_dict(unet.state_dict())
+    v_unet = train_unet(v_unet, text_encoder, latents, ids, "v", True, plan.v_steps, plan, generator,
+                        train_text=False, stage="v")
+    v = save(SD1Modules(v_unet, vae, text_encoder, DEMO_UNET, DEMO_VAE, DEMO_TEXT_ENCODER),
+             out / "sd1kit-demo-v.safetensors", "v-prediction zero-terminal-SNR demo model")
+    print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+    return [eps, v]
