@@ -5,8 +5,9 @@ over the picture, so with one or two channels per group a flat colour cannot pas
 norm. Built by hand instead, with every residual branch zeroed (so only the two `conv_norm_out` norms act), each
 4-channel group carries a signal x as (x+K, -x-K, K-x, x-K): the group's mean is 0 and its variance K² + mean(x²),
 so the norm passes x/K to second order, and silu(1+u) - silu(1-u) = 2·silu'(1)·u + O(u³) reads it back. The
-encoder averages 8x8 cells of RGB into three latent channels; the decoder upsamples them with a smoothing kernel.
-Fine-tuning then only has to sharpen edges."""
+encoder averages 8x8 cells of RGB into three latent channels (the fourth stays 0); the decoder repeats them
+(nearest upsampling; a smoothing kernel would darken the border through the convolutions' zero padding).
+Fine-tuning the decoder then only has to sharpen edges."""
 
 from __future__ import annotations
 
@@ -76,10 +77,8 @@ def analytic_vae(vae):
     _identity(vae.quant_conv)
     _identity(vae.post_quant_conv)
     _quads(dec.conv_in, [0, 1, 2])
-    smooth = torch.tensor([1.0, 2.0, 1.0])
-    smooth = torch.outer(smooth, smooth) / 16
     for block in dec.up_blocks:
         for up in block.upsamplers or []:
-            _identity(up.conv, smooth.clone())
+            _identity(up.conv)
     _read_quads(dec.conv_out, 3)
     return vae

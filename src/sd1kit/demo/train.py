@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sd1kit.demo.analytic_vae import analytic_vae
 from sd1kit.demo.world import SIZE, sample, training_scenes
 from sd1kit.formats.safetensors_io import write_safetensors
 from sd1kit.models.build import (
@@ -29,7 +30,7 @@ from sd1kit.sampling.schedules import sd1_alphas_cumprod
 # GroupNorm's 32 groups wipe each group's mean and scale: with one channel per group (32 wide) a network cannot
 # carry a flat colour through its last norm, so the narrowest level is 64 wide (real SD1: 320 and 128).
 DEMO_UNET = UNetConfig(4, 4, 64, (1, 1, 1, 1), 2, (True, True, True, False), 1, 32, False)
-DEMO_VAE = VAEConfig(64, (1, 1, 2, 2), 2, 4)
+DEMO_VAE = VAEConfig(128, (1, 1, 1, 1), 2, 4)  # 4 channels per group: see demo/analytic_vae.py
 DEMO_TEXT_ENCODER = TextEncoderConfig(49408, 32, 128, 4, 77)
 LATENT_SCALE = 0.18215  # SD1's: the VAE is calibrated so that scaled latents have unit variance
 
@@ -37,11 +38,10 @@ LATENT_SCALE = 0.18215  # SD1's: the VAE is calibrated so that scaled latents ha
 @dataclass
 class Plan:
     """Steps and batch sizes of each stage (the defaults fit the 40-minute budget on 2 cores)."""
-    examples: int = 4096
-    vae_steps: int = 1500
-    vae_batch: int = 16
-    vae_crop: int = 16  # the VAE is convolutional: crops teach it at a fraction of the cost; the last 15 % of
-    vae_final_crop: int = 32  # the steps see bigger ones
+    examples: int = 2048
+    vae_steps: int = 200
+    vae_batch: int = 8
+    vae_crop: int = 32  # the VAE is convolutional: crops teach it at a fraction of the cost
     eps_steps: int = 1200
     v_steps: int = 400
     unet_batch: int = 32
@@ -86,19 +86,21 @@ def zero_residuals(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def train_vae(pixels: torch.Tensor, plan: Plan, generator: torch.Generator):
-    vae = zero_residuals(build_vae(DEMO_VAE)).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, plan.vae_steps))
+    """The hand-built VAE (cell averages), its decoder fine-tuned to draw sharp edges from them."""
+    vae = analytic_vae(build_vae(DEMO_VAE))
+    vae.requires_grad_(False).decoder.requires_grad_(True)
+    opt = torch.optim.AdamW(vae.decoder.parameters(), lr=2e-4, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, plan.vae_steps, warmup=20))
     start = time.perf_counter()
     for step in range(1, plan.vae_steps + 1):
-        crop = plan.vae_crop if step <= plan.vae_steps * 0.85 else plan.vae_final_crop
+        crop = plan.vae_crop
         picks = torch.randint(len(pixels), (plan.vae_batch,), generator=generator).tolist()
-        corners = torch.randint(0, pixels.shape[-1] - crop + 1, (plan.vae_batch, 2), generator=generator).tolist()
+        corners = (torch.randint(0, (pixels.shape[-1] - crop) // 8 + 1, (plan.vae_batch, 2), generator=generator)
+                   * 8).tolist()  # on the latent grid, as whole pictures are encoded
         batch = torch.stack([pixels[i, :, y:y + crop, x:x + crop] for i, (x, y) in zip(picks, corners)])
-        posterior = vae.encode(batch).latent_dist
-        # a little latent noise keeps the latent space smooth for diffusion; a full-variance sample would
-        # drown what a tiny encoder says early on
-        z = posterior.mean + 0.1 * torch.randn(posterior.mean.shape, generator=generator)
+        with torch.no_grad():
+            z = vae.encode(batch).latent_dist.mean
+        z = z + 0.05 * torch.randn(z.shape, generator=generator)  # a latent the UNet draws is never exact
         loss = F.mse_loss(vae.decode(z).sample, batch)
         opt.zero_grad()
         loss.backward()
