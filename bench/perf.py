@@ -66,7 +66,6 @@ def write_checkpoint(path: Path) -> None:
 
 def run_file(name: str, size: int, steps: int, path: str) -> dict:
     from sd1kit.pipeline.device import pick_dtype
-    from sd1kit.pipeline.generate import generate
     from sd1kit.pipeline.model import load_model
     from sd1kit.pipeline.request import GenerationRequest
 
@@ -74,13 +73,21 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     model = load_model(path, dtype=pick_dtype("auto", "cpu"), low_memory=name == "low-memory")
     load = time.perf_counter() - t
     fast = name == "fast"
-    stamps = []
     request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
                                 steps=(7 if fast else steps + 1), width=size, height=size, seed=1,
                                 deepcache=3 if fast else 0, token_merging=0.5 if fast else 0.0,
                                 vae_decoder="TAESD" if fast else "Full",
                                 tiled_vae=name == "low-memory" and size > 512,
                                 taesd=str(Path(path).with_name("taesd_decoder.pth")))
+    return {"config": name, "build_s": load, **time_generation(request, model)}
+
+
+def time_generation(request, model) -> dict:
+    """Text encoder, per-step and decode seconds of one `generate` call, read off its step callbacks (the first
+    comes after the first step), txt2img's peak RSS, then the VAE encode timing."""
+    from sd1kit.pipeline.generate import generate
+
+    stamps = []
     t = time.perf_counter()
     generate(request, model, callback=lambda *a: stamps.append(time.perf_counter()))
     total = time.perf_counter() - t
@@ -88,9 +95,9 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     decode = total - (stamps[-1] - t)
     encode = max(stamps[0] - t - step, 0.0)
     peak = peak_rss()  # txt2img's own peak: the encode timing below (img2img's) runs a full-size VAE encode
-    vae_encode = time_vae_encode(model.modules.vae, size, model.latent_scale)
-    return {"config": name, "build_s": load, "encode_s": encode, "step_s": step, "decode_s": decode,
-            "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak}
+    vae_encode = time_vae_encode(model.modules.vae, request.width, model.latent_scale)
+    return {"encode_s": encode, "step_s": step, "decode_s": decode, "vae_encode_s": vae_encode,
+            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak}
 
 
 def time_vae_encode(vae, size: int, scale: float) -> float:
@@ -142,28 +149,17 @@ def run_config(name: str, size: int, steps: int) -> dict:
             t = time.perf_counter()
             modules.vae.encode(torch.rand(1, 3, size, size) * 2 - 1).latent_dist.mean
             vae_encode = time.perf_counter() - t
-    else:
-        from sd1kit.pipeline.generate import generate
-        from sd1kit.pipeline.model import LoadedModel
-        from sd1kit.pipeline.request import GenerationRequest
-        from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
+        return {"config": name, "build_s": build, "encode_s": encode, "step_s": step, "decode_s": decode,
+                "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak}
+    from sd1kit.pipeline.model import LoadedModel
+    from sd1kit.pipeline.request import GenerationRequest
+    from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
-        model = LoadedModel("random-sd15", None, None, modules, "epsilon", False,
-                            DiscreteSchedule(sd1_alphas_cumprod()), torch.device("cpu"), dtype, [])
-        stamps = []
-        request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
-                                    steps=steps + 1, width=size, height=size, seed=1)
-        t = time.perf_counter()
-        generate(request, model, callback=lambda *a: stamps.append(time.perf_counter()))
-        total = time.perf_counter() - t
-        encode = stamps[0] - t  # the prompt encodings and the first model call's start
-        step = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-        decode = total - (stamps[-1] - t)
-        encode = max(encode - step, 0.0)  # the first callback comes after the first step
-        peak = peak_rss()
-        vae_encode = time_vae_encode(modules.vae, size, model.latent_scale)
-    return {"config": name, "build_s": build, "encode_s": encode, "step_s": step, "decode_s": decode,
-            "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak}
+    model = LoadedModel("random-sd15", None, None, modules, "epsilon", False,
+                        DiscreteSchedule(sd1_alphas_cumprod()), torch.device("cpu"), dtype, [])
+    request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
+                                steps=steps + 1, width=size, height=size, seed=1)
+    return {"config": name, "build_s": build, **time_generation(request, model)}
 
 
 def print_table(result: dict) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sd1kit.demo.analytic_vae import analytic_vae
+from sd1kit.demo.analytic_vae import analytic_vae, zero_residuals
 from sd1kit.demo.world import SIZE, sample, training_scenes
 from sd1kit.formats.safetensors_io import write_safetensors
 from sd1kit.models.build import (
@@ -74,18 +74,6 @@ def _cosine(step: int, steps: int, warmup: int = 100) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-
-def zero_residuals(module: torch.nn.Module) -> torch.nn.Module:
-    """Residual branches start at zero (each ResNet block's second conv, each attention output), as ADM and LDM
-    initialise them: the network starts as its shallow skip path and trains several times faster."""
-    with torch.no_grad():
-        for name, layer in module.named_modules():
-            if name.endswith(("conv2", "to_out.0", "proj_out")) and hasattr(layer, "weight"):
-                layer.weight.zero_()
-                if layer.bias is not None:
-                    layer.bias.zero_()
-    return module
 
 
 def train_vae(pixels: torch.Tensor, plan: Plan, generator: torch.Generator):

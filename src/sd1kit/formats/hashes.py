@@ -118,12 +118,22 @@ def cache_path() -> Path:
     return Path(base) / "hashes.json"
 
 
-def _load_cache(path: Path) -> dict:
+def read_cache(path: Path, version: int = CACHE_VERSION) -> dict:
+    """A JSON cache file of the user cache folder; {} when missing, unreadable or of another version."""
     try:
         data = json.loads(path.read_text())
-        return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+        return data if isinstance(data, dict) and data.get("version") == version else {}
     except (OSError, ValueError):
         return {}
+
+
+def write_cache(path: Path, data: dict) -> None:
+    """Write a JSON cache file atomically; a read-only cache folder costs speed, not correctness."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps(data, indent=1).encode())
+    except OSError:
+        pass
 
 
 def file_identity(path: str | os.PathLike) -> tuple:
@@ -139,18 +149,14 @@ def file_hashes(path: str | os.PathLike, addnet: bool = False, use_cache: bool =
     st = path.stat()
     key = str(path)
     store = cache_path()
-    cache = _load_cache(store) if use_cache else {}
+    cache = read_cache(store) if use_cache else {}
     entry = cache.get("files", {}).get(key)
     if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns \
             and (not addnet or "addnet" in entry["hashes"]):
         return FileHashes(**entry["hashes"])
     hashes = compute_hashes(path, addnet)
     if use_cache:
-        cache = _load_cache(store) or {"version": CACHE_VERSION, "files": {}}  # re-read: another process may have written
+        cache = read_cache(store) or {"version": CACHE_VERSION, "files": {}}  # re-read: another process may have written
         cache.setdefault("files", {})[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hashes": hashes.as_dict()}
-        try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(store, json.dumps(cache, indent=1).encode())
-        except OSError:
-            pass  # a read-only cache folder costs speed, not correctness
+        write_cache(store, cache)
     return hashes

@@ -124,25 +124,15 @@ PROBE_VERSION = 1
 
 def cached_probe(sha256: str | None, run) -> ProbeResult:
     """The probe's verdict for a file content, from the user cache (next to the hash cache) or by `run()`."""
-    import json
-
-    from sd1kit.formats.atomic import write_bytes_atomic
-    from sd1kit.formats.hashes import cache_path
+    from sd1kit.formats.hashes import cache_path, read_cache, write_cache
 
     store = cache_path().with_name("probes.json")
-    try:
-        cache = json.loads(store.read_text())
-        cache = cache if cache.get("version") == PROBE_VERSION else {}
-    except (OSError, ValueError, AttributeError):
-        cache = {}
-    if sha256 and sha256 in cache.get("files", {}):
-        return ProbeResult(**cache["files"][sha256])
+    known = read_cache(store, PROBE_VERSION).get("files", {})
+    if sha256 and sha256 in known:
+        return ProbeResult(**known[sha256])
     result = run()
     if sha256:
-        cache = {"version": PROBE_VERSION, "files": {**cache.get("files", {}), sha256: result.as_json()}}
-        try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(store, json.dumps(cache).encode())
-        except OSError:
-            pass  # a read-only cache folder costs time, not correctness
+        cache = read_cache(store, PROBE_VERSION) or {"version": PROBE_VERSION, "files": {}}  # re-read: another
+        cache.setdefault("files", {})[sha256] = result.as_json()  # process may have written meanwhile
+        write_cache(store, cache)
     return result

@@ -14,6 +14,7 @@ from sd1kit.formats.hashes import file_identity
 from sd1kit.models.build import SD1Modules, load_modules
 from sd1kit.models.probe import cached_probe
 from sd1kit.models.tokenizer import clip_tokenizer
+from sd1kit.pipeline.device import compute_dtype, return_freed_memory
 from sd1kit.report import inspect_path
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
@@ -95,8 +96,6 @@ def probe_modules(modules: SD1Modules):
     from sd1kit.models.probe import probe_prediction
     from sd1kit.prompts.encode import PromptEncoder
 
-    from sd1kit.pipeline.device import compute_dtype
-
     return probe_prediction(modules, lambda: PromptEncoder(modules.text_encoder, clip_tokenizer()).encode(""),
                             compute_dtype(modules.unet))
 
@@ -129,8 +128,6 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if key in _CACHE:
         return _CACHE[key]
     if low_memory:
-        from sd1kit.pipeline.device import return_freed_memory
-
         return_freed_memory()
     if path is None:
         return _remember(key, _builtin(device, dtype, prediction, zero_terminal_snr))
