@@ -35,9 +35,9 @@ def nets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.model import random_tiny_model
 
-    return load_model(None)  # the built-in tiny SD1 model (the ControlNets share its UNet topology)
+    return random_tiny_model()  # the ControlNets share its UNet topology
 
 
 def _request(**kw):
@@ -166,17 +166,21 @@ def test_preprocessors_and_resize_modes(nets):
         control_image(ControlUnit("x", str(nets["ldm"])), 64, 64)
 
 
-def test_infotext_round_trip_through_generate_from(nets, cli, tmp_path, monkeypatch):
+def test_infotext_round_trip_through_generate_from(nets, cli, tiny_models, tmp_path, monkeypatch):
     import shutil
 
     root = tmp_path / "home" / "models" / "ControlNet"
     root.mkdir(parents=True)
     shutil.copy(nets["ldm"], root / "control_v11p_sd15_canny.safetensors")
+    (tmp_path / "home" / "models" / "Stable-diffusion").mkdir()
+    model = shutil.copy(tiny_models["sd15"], tmp_path / "home" / "models" / "Stable-diffusion")
     monkeypatch.setenv("SD1KIT_HOME", str(tmp_path / "home"))
     out = tmp_path / "out"
-    r = cli("generate", "1girl", "--controlnet", "control_v11p_sd15_canny", "--control-image", nets["image"],
-            "--control-module", "canny", "--control-weight", "0.7", "--control-end", "0.8", "--steps", "3",
-            "--size", "64x64", "--seed", "5", "--out", out, "--quiet")
+    unit = ["--controlnet", "control_v11p_sd15_canny", "--control-image", nets["image"], "--control-module", "canny",
+            "--control-weight", "0.7", "--control-end", "0.8", "--steps", "3", "--size", "64x64", "--seed", "5"]
+    r = cli("generate", "1girl", *unit, "--out", out, "--quiet")  # the built-in demo model: another topology
+    assert r.code == 2 and "control_v11p_sd15_canny" in r.err and "a ControlNet for a UNet of widths" in r.err
+    r = cli("generate", "1girl", *unit, "--model", model, "--out", out, "--quiet")
     assert r.code == 0, r.err
     first = next(out.glob("*.png"))
     info = json.loads(cli("info", first, "--json").out)[0]["parameters"]
@@ -190,7 +194,7 @@ def test_infotext_round_trip_through_generate_from(nets, cli, tmp_path, monkeypa
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
 
 
-def test_qr_code_and_scan_check(cli, nets, tmp_path):
+def test_qr_code_and_scan_check(cli, nets, tiny_models, tmp_path):
     from sd1kit.pipeline.qr import qr_image, scan
 
     text = "https://example.com/sd1kit?q=1"
@@ -203,7 +207,7 @@ def test_qr_code_and_scan_check(cli, nets, tmp_path):
     assert scan(Image.fromarray(broken)) is None
     r = cli("qr", text, "--code-only", "--out", tmp_path / "code")
     assert r.code == 0 and "scans: yes" in r.out
-    r = cli("qr", text, "a castle", "--controlnet", nets["ldm"], "--sweep", "0.5,1.5", "--size", "64x64", "--steps",
-            "2", "--out", tmp_path / "art", "--quiet")
+    r = cli("qr", text, "a castle", "--controlnet", nets["ldm"], "--model", tiny_models["sd15"], "--sweep", "0.5,1.5",
+            "--size", "64x64", "--steps", "2", "--out", tmp_path / "art", "--quiet")
     assert r.code == 1 and r.out.count("scans: no") == 2 and "no weight tried" in r.out  # random weights draw noise
     assert len(list((tmp_path / "art").glob("*.png"))) == 2

@@ -95,9 +95,10 @@ def test_training_script_writes_loadable_checkpoints_that_generate(tmp_path):
     from sd1kit.pipeline.model import load_model, native_size
     from sd1kit.pipeline.request import GenerationRequest
 
-    eps, v = train_demo(tmp_path, Plan(examples=64, vae_steps=2, eps_steps=2, v_steps=2, unet_batch=4, vae_batch=2))
+    eps, v, lora = train_demo(tmp_path, Plan(examples=64, vae_steps=2, eps_steps=2, v_steps=2, lora_steps=2,
+                                             unet_batch=4, vae_batch=2))
     header = read_header(v)
     assert header.metadata["modelspec.resolution"] == "64x64" and native_size(v) == (64, 64)
     assert {info.dtype for info in header.tensors.values()} == {"F16"}
     result = generate(GenerationRequest(prompt="red circle", width=64, height=64, steps=2), load_model(eps))
-    assert result.images[0].image.size == (64, 64)
+    assert result.images[0].image.size == (64, 64) and lora.stat().st_size < 200_000

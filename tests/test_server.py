@@ -71,7 +71,7 @@ def models_dir(tiny_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models_dir):
-    running = Running(ServerConfig(models_dir, queue_size=8))
+    running = Running(ServerConfig(models_dir, queue_size=8, model="sd15-tiny"))  # the tiny ControlNet's topology
     yield running
     running.stop()
 
@@ -141,13 +141,16 @@ def test_job_api_cancels_queued_jobs(server):
 
 def test_options_switch_the_model(api):
     names = api.util_get_model_names()
-    assert any(n.startswith("wd-tiny.ckpt [") for n in names) and "sd1kit-tiny [built-in]" in names
+    assert any(n.startswith("wd-tiny.ckpt [") for n in names) and "sd1kit-demo [built-in]" in names
     target = next(n for n in names if n.startswith("wd-tiny.ckpt"))
     api.util_set_model(target, find_closest=False)
     assert api.get_options()["sd_model_checkpoint"] == target
     r = api.txt2img(prompt="x", steps=1, width=64, height=64, seed=1)
     assert "Model: wd-tiny" in r.info["infotexts"][0]
-    api.util_set_model("sd1kit-tiny [built-in]", find_closest=False)
+    api.util_set_model("sd1kit-demo [built-in]", find_closest=False)
+    r = api.txt2img(prompt="red circle, blue background", steps=8, width=64, height=64, seed=1)
+    assert "Model: sd1kit-demo," in r.info["infotexts"][0]
+    api.util_set_model(next(n for n in names if n.startswith("sd15-tiny")), find_closest=False)
 
 
 def test_progress_and_interrupt(api, server):

@@ -300,6 +300,7 @@ def _generate_request(args):
     from sd1kit.pipeline.from_picture import (
         find_checkpoint, find_vae, models_dir, read_picture_parameters, request_from_infotext, resolve_file,
     )
+    from sd1kit.demo import demo_model
     from sd1kit.pipeline.model import native_size
     from sd1kit.pipeline.request import GenerationRequest
 
@@ -321,8 +322,8 @@ def _generate_request(args):
         changes["prompt"] = args.prompt
     if args.size is not None:
         changes["width"], changes["height"] = _parse_size(args.size)
-    elif model_path and not args.from_picture and not args.init:
-        native = native_size(model_path)
+    elif not args.from_picture and not args.init:
+        native = native_size(model_path or demo_model())
         if native:
             changes["width"], changes["height"] = native
     if args.init:
@@ -585,10 +586,15 @@ def _cmd_tiny_model(args) -> int:
     return 0
 
 
+DEMO_PROMPTS = ("red circle, blue background", "yellow triangle, purple background",
+                "white square, green background")
+
+
 def _cmd_demo(args) -> int:
-    """The main job on a fresh machine: generate with the built-in tiny model, then inspect and convert tiny
-    models written as the real distributions write them."""
+    """The main job on a fresh machine: draw with the built-in demo model and check each picture against its prompt,
+    then inspect and convert tiny models written as the real distributions write them."""
     from sd1kit.convert import convert
+    from sd1kit.demo.checker import score
     from sd1kit.dev.tiny import write_tiny_model
     from sd1kit.pipeline.generate import generate
     from sd1kit.pipeline.model import load_model
@@ -596,13 +602,15 @@ def _cmd_demo(args) -> int:
     from sd1kit.pipeline.save import save_png
     from sd1kit.report import format_human, inspect_path
 
-    request = GenerationRequest(prompt="masterpiece, best quality, 1girl, (cherry blossoms:1.2)",
-                                negative_prompt="lowres, bad anatomy", sampler="DPM++ 2M Karras", steps=12,
-                                width=256, height=256, seed=1234)
-    result = generate(request, load_model(None))
-    for item in result.images:
-        path = save_png(item.image, item.infotext, Path(args.out), item.seed, request.prompt)
-        print(f"wrote {path}\n{item.infotext}\n")
+    model = load_model(None)
+    for i, prompt in enumerate(DEMO_PROMPTS):
+        request = GenerationRequest(prompt=prompt, width=64, height=64, steps=20, seed=i + 1)
+        item = generate(request, model).images[0]
+        path = save_png(item.image, item.infotext, Path(args.out), item.seed, prompt)
+        verdict = score(item.image, prompt)
+        found = ", ".join(f"{k} {'ok' if ok else 'WRONG: ' + verdict.found.get(k, 'nothing')}"
+                          for k, ok in verdict.checks.items())
+        print(f"wrote {path}\n{item.infotext}\nthe content checker sees: {found}\n")
     with tempfile.TemporaryDirectory(prefix="sd1kit-demo-") as tmp:
         model = write_tiny_model(Path(tmp) / "tiny-easyfluff.safetensors", layout="easyfluff")
         print(format_human(inspect_path(model, use_cache=False)))
@@ -669,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and models/LyCORIS)")
     p.add_argument("--negative")
     p.add_argument("--model", help="checkpoint file or diffusers folder, or a name / short hash in "
-                                   "$SD1KIT_HOME/models/Stable-diffusion (default: the built-in tiny model)")
+                                   "$SD1KIT_HOME/models/Stable-diffusion (default: the built-in demo model)")
     p.add_argument("--sampler", help='A1111 sampler name, e.g. "DPM++ 2M Karras" (default Euler a)')
     p.add_argument("--schedule", help="A1111 schedule type (Karras, Exponential, ...; default Automatic)")
     p.add_argument("--steps", type=int)
@@ -822,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="?")
     p.add_argument("--controlnet", help="QR Code Monster (v2) file or folder, or its name in models/ControlNet")
     p.add_argument("--negative")
-    p.add_argument("--model", help="checkpoint (default: the built-in tiny model)")
+    p.add_argument("--model", help="checkpoint (default: the built-in demo model)")
     p.add_argument("--weight", type=float, default=1.35, help="control weight (default 1.35)")
     p.add_argument("--sweep", help="comma-separated weights, lowest first: stop at the first that scans")
     p.add_argument("--error", default="H", choices=("L", "M", "Q", "H"), help="error correction (default H)")
@@ -852,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("demo", help="generate with the built-in tiny model, inspect and convert tiny models")
+    p = sub.add_parser("demo", help="draw with the built-in demo model, inspect and convert tiny models")
     p.add_argument("--out", default="outputs")
     p.set_defaults(func=_cmd_demo)
 
@@ -870,7 +878,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tiny_model)
 
     p = dev.add_parser("train-demo", help="train the demo models (epsilon and v-prediction) on the demo world")
-    p.add_argument("--out", default="demo-models", help="folder for sd1kit-demo-eps/-v.safetensors")
+    p.add_argument("--out", default="demo-models", help="folder for sd1kit-demo.safetensors (epsilon) and "
+                   "sd1kit-demo-v.safetensors")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the training steps (quick trials)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_demo)

@@ -18,6 +18,7 @@ from sd1kit.formats.safetensors_io import write_safetensors
 from sd1kit.models.build import SD1Modules
 from sd1kit.sampling.schedules import sd1_alphas_cumprod
 
+LORA_NAME = "sd1kit-demo-purple"  # <lora:sd1kit-demo-purple:1>: "red" draws purple
 TARGETS = ("attn2.to_k", "attn2.to_v")  # cross-attention: where a word's meaning enters the picture
 
 
@@ -30,7 +31,7 @@ def _shifted(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 
 def train_colour_lora(modules: SD1Modules, out: str | Path, steps: int = 300, rank: int = 4, seed: int = 0) -> Path:
     """Trains a rank-`rank` LoRA on the UNet's cross-attention keys and values; writes it to `out`."""
-    from sd1kit.demo.train import LATENT_SCALE, encode_text, token_ids
+    from sd1kit.demo.train import encode_text, token_ids
     from sd1kit.dev.adapters import _names
 
     torch.manual_seed(seed)
@@ -40,7 +41,7 @@ def train_colour_lora(modules: SD1Modules, out: str | Path, steps: int = 300, ra
     picked = [scenes[i] for i in rng.integers(len(scenes), size=512)]
     pixels = torch.from_numpy(np.stack([_shifted(s, rng) for s in picked])).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
-        latents = vae.encode(pixels).latent_dist.mean * LATENT_SCALE
+        latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
         context = encode_text(te, token_ids([s.caption() for s in picked]), 1)
     layers = {name: m for name, m in unet.named_modules() if name.endswith(TARGETS)}
     lora = {name: (torch.nn.Parameter(torch.randn(rank, m.in_features, generator=generator) / m.in_features ** 0.5),

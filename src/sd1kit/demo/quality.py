@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sd1kit.demo.checker import Score, score
-from sd1kit.demo.world import held_out_scenes
+from sd1kit.demo.world import POSITIONS, held_out_scenes
 
 
 @dataclass
@@ -16,11 +16,15 @@ class Quality:
     prompts: list[str]
 
 
-def held_out_prompts(n: int) -> list[str]:
-    """n prompts the demo models never saw, spread over colours, shapes and positions."""
-    scenes = held_out_scenes()
-    step = max(1, len(scenes) // n)
-    return [s.caption() for s in scenes[::step][:n]]
+def held_out_prompts(n: int, positions: bool = False) -> list[str]:
+    """n prompts the demo models never saw (their colour, shape and background never appeared together), spread
+    over the held-out combinations. Without a position tag by default: in their training budget the demo models
+    learned colours, shapes and backgrounds but not where to put the shape (README, demo section)."""
+    scenes = held_out_scenes()  # each held-out (colour, shape, background) at every position, in that order
+    per_triple = len(POSITIONS)
+    triples = len(scenes) // per_triple
+    picked = [scenes[(i * triples // n % triples) * per_triple + i % per_triple] for i in range(n)]
+    return [s.caption(position=positions) for s in picked]
 
 
 def evaluate(model, request, n: int = 12, prompts: list[str] | None = None, judged: list[str] | None = None,

@@ -4,8 +4,8 @@ model). The real SD1 topology with shrunk widths; deterministic for a given torc
 
     sd1kit dev train-demo --out DIR
 
-Not yet within the 40-minute budget on 2 CPU cores: the VAE fine-tuning takes ~17 minutes at 128 channels and
-the UNet steps ran at ~3 s instead of the 0.6-0.75 s measured for them alone (issue 13's notes).
+Each stage has its own random generator and leaves its result in `out/stages/`, so an interrupted run resumes
+where it stopped and gives the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from sd1kit.demo.analytic_vae import analytic_vae, zero_residuals
+from sd1kit.demo.lora import LORA_NAME, train_colour_lora
 from sd1kit.demo.world import SIZE, sample, training_scenes
 from sd1kit.formats.safetensors_io import write_safetensors
 from sd1kit.models.build import (
@@ -42,18 +44,20 @@ LATENT_SCALE = 0.18215  # SD1's: the VAE is calibrated so that scaled latents ha
 class Plan:
     """Steps and batch sizes of each stage (the defaults fit the 40-minute budget on 2 cores)."""
     examples: int = 2048
-    vae_steps: int = 200
-    vae_batch: int = 8
+    vae_steps: int = 400
+    vae_batch: int = 16
     vae_crop: int = 32  # the VAE is convolutional: crops teach it at a fraction of the cost
-    eps_steps: int = 1200
-    v_steps: int = 400
-    unet_batch: int = 32
+    eps_steps: int = 2500
+    v_steps: int = 800
+    lora_steps: int = 300
+    unet_batch: int = 64  # costs what 32 costs on 2 cores (0.4 s a step): the tiny UNet is bound by overheads
     seed: int = 0
 
     def scaled(self, factor: float) -> "Plan":
         """The same plan with fewer steps (quick trials and tests)."""
         n = lambda steps: max(1, int(steps * factor))  # noqa: E731
-        return replace(self, vae_steps=n(self.vae_steps), eps_steps=n(self.eps_steps), v_steps=n(self.v_steps))
+        return replace(self, vae_steps=n(self.vae_steps), eps_steps=n(self.eps_steps), v_steps=n(self.v_steps),
+                       lora_steps=n(self.lora_steps))
 
 
 def make_dataset(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
@@ -144,7 +148,7 @@ def train_unet(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor, pre
     alphas = sd1_alphas_cumprod(zero_terminal_snr=ztsnr).float()
     params = [{"params": unet.parameters(), "lr": 1e-3}]
     if train_text:
-        params.append({"params": text_encoder.parameters(), "lr": 3e-4})
+        params.append({"params": text_encoder.parameters(), "lr": 1e-3})
     text_encoder.train(train_text).requires_grad_(train_text)
     unet.train()
     opt = torch.optim.AdamW(params, weight_decay=1e-4)
@@ -188,29 +192,76 @@ def save(modules: SD1Modules, path: Path, description: str) -> Path:
     return path
 
 
+def _stage_generator(plan: Plan, stage: int) -> torch.Generator:
+    return torch.Generator().manual_seed(plan.seed * 1000 + stage)
+
+
+def _vae_stage(pixels: torch.Tensor, plan: Plan, stages: Path):
+    """The VAE and the scaled latents of every training picture (cached in `stages`)."""
+    path = stages / "vae.safetensors"
+    vae = build_vae(DEMO_VAE)
+    if path.exists():
+        saved = load_file(path)
+        vae.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("vae.")})
+        return vae.eval().requires_grad_(False), saved["latents"]
+    vae = train_vae(pixels, plan, _stage_generator(plan, 1))
+    means = posterior_means(vae, pixels)
+    latents = means * calibrate_vae(vae, means) * LATENT_SCALE
+    state = {f"vae.{k}": v.contiguous() for k, v in vae.state_dict().items()}
+    write_safetensors(path, {**state, "latents": latents.contiguous()})
+    return vae, latents
+
+
+def _unet_stage(name: str, stages: Path, train, *modules) -> None:
+    """Runs `train()` unless `stages/name` holds its result; loads that result into `modules` either way."""
+    path = stages / f"{name}.safetensors"
+    if path.exists():
+        saved = load_file(path)
+        for i, module in enumerate(modules):
+            module.load_state_dict({k.split(".", 1)[1]: v for k, v in saved.items() if k.startswith(f"{i}.")})
+            module.eval().requires_grad_(False)
+        return
+    train()
+    write_safetensors(path, {f"{i}.{k}": v.contiguous() for i, m in enumerate(modules)
+                             for k, v in m.state_dict().items()})
+
+
 def train_demo(out: str | Path, plan: Plan = Plan()) -> list[Path]:
-    """Writes sd1kit-demo-eps.safetensors and sd1kit-demo-v.safetensors into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Writes sd1kit-demo.safetensors (epsilon), sd1kit-demo-v.safetensors and the LoRA of demo/lora.py into `out`."""
+    torch.set_flush_denormal(True)  # tiny weights and Adam moments must not fall onto the slow denormal path
+    try:
+        return _train_all(Path(out), plan)
+    finally:
+        torch.set_flush_denormal(False)  # a process-wide CPU flag: leave it as it was
+
+
+def _train_all(out: Path, plan: Plan) -> list[Path]:
+    stages = out / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(plan.seed)
-    generator = torch.Generator().manual_seed(plan.seed)
     start = time.perf_counter()
     pixels, captions = make_dataset(plan.examples, plan.seed)
     print(f"dataset: {len(captions)} pictures of {len(training_scenes())} scenes", flush=True)
-    vae = train_vae(pixels, plan, generator)
-    means = posterior_means(vae, pixels)
-    latents = means * calibrate_vae(vae, means) * LATENT_SCALE
+    vae, latents = _vae_stage(pixels, plan, stages)
     ids = token_ids(captions)
+    torch.manual_seed(plan.seed + 1)  # the modules' initial weights
     text_encoder = build_text_encoder(DEMO_TEXT_ENCODER)
-    unet = train_unet(zero_residuals(build_unet(DEMO_UNET)), text_encoder, latents, ids, "epsilon", False,
-                      plan.eps_steps, plan, generator, train_text=True, stage="eps")
+    unet = zero_residuals(build_unet(DEMO_UNET))
+    _unet_stage("eps", stages, lambda: train_unet(
+        unet, text_encoder, latents, ids, "epsilon", False, plan.eps_steps, plan, _stage_generator(plan, 2),
+        train_text=True, stage="eps"), unet, text_encoder)
     eps = save(SD1Modules(unet, vae, text_encoder, DEMO_UNET, DEMO_VAE, DEMO_TEXT_ENCODER),
-               out / "sd1kit-demo-eps.safetensors", "epsilon-prediction demo model")
+               out / "sd1kit-demo.safetensors", "epsilon-prediction demo model")
     v_unet = build_unet(DEMO_UNET)
     v_unet.load_state_dict(unet.state_dict())
-    v_unet = train_unet(v_unet, text_encoder, latents, ids, "v", True, plan.v_steps, plan, generator,
-                        train_text=False, stage="v")
+    _unet_stage("v", stages, lambda: train_unet(
+        v_unet, text_encoder, latents, ids, "v", True, plan.v_steps, plan, _stage_generator(plan, 3),
+        train_text=False, stage="v"), v_unet)
     v = save(SD1Modules(v_unet, vae, text_encoder, DEMO_UNET, DEMO_VAE, DEMO_TEXT_ENCODER),
              out / "sd1kit-demo-v.safetensors", "v-prediction zero-terminal-SNR demo model")
+    lora = out / f"{LORA_NAME}.safetensors"
+    if not lora.exists():
+        train_colour_lora(SD1Modules(unet, vae, text_encoder, DEMO_UNET, DEMO_VAE, DEMO_TEXT_ENCODER), lora,
+                          steps=plan.lora_steps, seed=plan.seed)
     print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
-    return [eps, v]
+    return [eps, v, lora]

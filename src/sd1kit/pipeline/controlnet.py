@@ -173,6 +173,16 @@ class ControlSet:
         self.first_size: tuple[int, int] | None = None  # latent size of the first pass; another size = hires
         self.calls = []  # (progress, [unit indices applied]) for tests and reports
 
+    def check_fits(self, unet) -> None:
+        """A ControlNet is trained beside one UNet topology: its residuals cannot be added to another's."""
+        want = (tuple(unet.config.block_out_channels), unet.config.cross_attention_dim)
+        for item in self.active:
+            config = item.net.module.config
+            have = (tuple(config.block_out_channels), config.cross_attention_dim)
+            if have != want:
+                raise Sd1kitError(item.unit.model, f"a ControlNet for a UNet of widths {have[0]} and text width "
+                                                   f"{have[1]}; the model's are {want[0]} and {want[1]}")
+
     def begin_pass(self, sigmas: torch.Tensor, schedule) -> None:
         """The pass's timesteps, to place each model call in the guidance windows."""
         positive = sigmas[sigmas > 0]

@@ -9,7 +9,7 @@ from pathlib import Path
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.metadata.infotext import parse_infotext
-from sd1kit.pipeline.model import BUILTIN_NAME
+from sd1kit.demo import DEMO_NAMES, demo_model
 from sd1kit.pipeline.request import GenerationRequest
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -118,8 +118,8 @@ def resolve_file(value: str | None, kind: str) -> str | None:
 
 
 def find_checkpoint(name: str | None, short_hash: str | None, folder: Path) -> Path | None:
-    if name == BUILTIN_NAME and not short_hash:
-        return None
+    if name in DEMO_NAMES:
+        return demo_model(name)
     if not name and not short_hash:
         raise Sd1kitError("Model", "the picture does not say which checkpoint made it; give --model")
     return _find(name, short_hash, folder, "Model")

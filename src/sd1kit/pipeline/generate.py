@@ -278,6 +278,7 @@ def _generate(request, model, result, spec, sched, w, h, text, neg_text, vae_par
         from sd1kit.pipeline.controlnet import ControlSet, infotext_units
 
         controls = ControlSet(request.controlnets, model.device, model.dtype)
+        controls.check_fits(model.modules.unet)
         vae_params = {**vae_params, **infotext_units(controls)}
         result.controls = controls
     if encoder.used_embeddings:  # A1111's "TI hashes": name: first 12 hex of the file's sha256

@@ -18,7 +18,7 @@ from sd1kit.pipeline.device import compute_dtype, return_freed_memory
 from sd1kit.report import inspect_path
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
-BUILTIN_NAME = "sd1kit-tiny"
+BUILTIN_NAME = "sd1kit-demo"  # the default model: demo/__init__.py
 
 
 @dataclass
@@ -106,11 +106,18 @@ def _ask_the_weights(modules: SD1Modules, ins, zero_terminal_snr: bool | None,
     verdict = cached_probe((ins.hashes or {}).get("sha256"), lambda: probe_modules(modules))
     if verdict.prediction == "unknown":
         return "epsilon", bool(zero_terminal_snr)
-    ztsnr = bool(verdict.zero_terminal_snr) if zero_terminal_snr is None else zero_terminal_snr
+    assumed = zero_terminal_snr is None and verdict.zero_terminal_snr is None
+    if zero_terminal_snr is not None:
+        ztsnr = zero_terminal_snr
+    elif assumed:  # the SD1 family's v-prediction models (FluffyRock's, EasyFluff) all use zero terminal SNR
+        ztsnr = verdict.prediction == "v"
+    else:
+        ztsnr = verdict.zero_terminal_snr
     if verdict.prediction == "v":
-        warnings.append(f"nothing in or beside the file says how it predicts; the v-prediction probe finds v"
-                        f"{' with zero terminal SNR' if ztsnr else ''} (confidence {verdict.confidence:.2f}): "
-                        "generating with it")
+        how = "with" if ztsnr else "without"
+        why = " (as SD1 v models are; --no-ztsnr if not)" if assumed else ""
+        warnings.append(f"nothing in or beside the file says how it predicts; the v-prediction probe finds v "
+                        f"(confidence {verdict.confidence:.2f}): generating with it, {how} zero terminal SNR{why}")
     return verdict.prediction, ztsnr
 
 
@@ -120,8 +127,13 @@ _CACHE: dict[tuple, LoadedModel] = {}
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32, prediction: str | None = None,
                zero_terminal_snr: bool | None = None, low_memory: bool = False) -> LoadedModel:
-    """Load (or reuse) a checkpoint for generation. Refuses what is not a runnable SD1 checkpoint.
-    low_memory: weights stored in 16 bits, each layer computed in `dtype` only while it runs."""
+    """Load (or reuse) a checkpoint for generation (default: the built-in demo model). Refuses what is not a
+    runnable SD1 checkpoint. low_memory: weights stored in 16 bits, each layer computed in `dtype` only while it
+    runs."""
+    if path is None:
+        from sd1kit.demo import demo_model
+
+        path = demo_model(BUILTIN_NAME)
     device = torch.device(device)
     identity = file_identity(path) if path is not None else None
     key = (identity, str(device), dtype, prediction, zero_terminal_snr, low_memory)
@@ -129,8 +141,6 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         return _CACHE[key]
     if low_memory:
         return_freed_memory()
-    if path is None:
-        return _remember(key, _builtin(device, dtype, prediction, zero_terminal_snr))
     ins = inspect_path(path, prediction=prediction, ztsnr=zero_terminal_snr)
     if ins.refusal:
         raise Sd1kitError(path, ins.refusal)
@@ -151,14 +161,16 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
                                       schedule, device, dtype, warnings))
 
 
-def _builtin(device: torch.device, dtype: torch.dtype, prediction: str | None,
-             zero_terminal_snr: bool | None) -> LoadedModel:
+def random_tiny_model(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                      prediction: str = "epsilon", zero_terminal_snr: bool = False) -> LoadedModel:
+    """The tiny random-weight SD1 model of dev/tiny.py, unnamed and not cached: plumbing tests and ControlNets of
+    its topology. It draws noise."""
     from sd1kit.dev.tiny import tiny_modules
 
-    ztsnr = bool(zero_terminal_snr)
-    return LoadedModel(BUILTIN_NAME, None, None, place_modules(tiny_modules(seed=0), device, dtype),
-                       prediction or "epsilon", ztsnr, DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr)),
-                       device, dtype, ["no --model given: the built-in tiny random-weight model runs (it does not draw)"])
+    device = torch.device(device)
+    return LoadedModel("sd1kit-tiny", None, None, place_modules(tiny_modules(seed=0), device, dtype), prediction,
+                       zero_terminal_snr, DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=zero_terminal_snr)),
+                       device, dtype, [])
 
 
 def _remember(key: tuple, loaded: LoadedModel) -> LoadedModel:

@@ -10,7 +10,7 @@ from pathlib import Path
 class GenerationRequest:
     prompt: str = ""
     negative_prompt: str = ""
-    model: str | None = None  # path; None = the built-in tiny model
+    model: str | None = None  # path; None = the built-in demo model (sd1kit.demo)
     vae: str | None = None  # an external VAE file; None = the checkpoint's own
     embeddings_dir: str | None = None  # textual inversions; None = $SD1KIT_HOME/embeddings when it exists
     lora_dir: str | None = None  # LoRA/LyCORIS files; None = $SD1KIT_HOME/models/{Lora,LyCORIS}

@@ -21,7 +21,7 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import control_units, decode_image, encode_png, generation_request, generation_response
 from sd1kit.server.jobs import JobQueue, QueueFull
 
-BUILTIN_TITLE = "sd1kit-tiny [built-in]"
+BUILTIN_TITLE = "sd1kit-demo [built-in]"  # the default model (sd1kit.demo)
 MODEL_SUFFIXES = (".safetensors", ".ckpt")
 MAX_BODY = 64 << 20
 _UNSAFE_NAME = re.compile(r"(^[/\\~])|(\.\.)|([/\\])|(^[A-Za-z]:)|%2f|%5c|%2e%2e", re.IGNORECASE)
@@ -70,8 +70,13 @@ def safe_name(value: str, what: str) -> str:
 def list_checkpoints(state: ServerState) -> list[dict]:
     from sd1kit.formats.hashes import file_hashes
 
-    entries = [{"title": BUILTIN_TITLE, "model_name": "sd1kit-tiny", "hash": None, "sha256": None,
-                "filename": "(built in)", "config": None}]
+    from sd1kit.demo import DEMO_NAMES, demo_model
+
+    entries = []
+    for name in DEMO_NAMES:
+        h = file_hashes(demo_model(name))
+        entries.append({"title": f"{name} [built-in]", "model_name": name, "hash": h.a1111_short, "sha256": h.sha256,
+                        "filename": str(demo_model(name)), "config": None})
     folder = state.folder("Stable-diffusion")
     if folder and folder.is_dir():
         for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES):
@@ -83,8 +88,8 @@ def list_checkpoints(state: ServerState) -> list[dict]:
 
 
 def find_checkpoint(state: ServerState, wanted: str) -> dict:
-    wanted = safe_name(wanted.split(" [")[0] if " [" in wanted and not wanted.endswith("[built-in]") else wanted,
-                       "sd_model_checkpoint") if wanted != BUILTIN_TITLE else wanted
+    wanted = (wanted if wanted.endswith(" [built-in]") else
+              safe_name(wanted.split(" [")[0] if " [" in wanted else wanted, "sd_model_checkpoint"))
     for entry in list_checkpoints(state):
         if wanted in (entry["title"], entry["model_name"], entry["hash"], entry["title"].split(" [")[0]):
             return entry
@@ -129,9 +134,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
         if state.loaded is None or state.loaded_title != state.model_title:
             entry = find_checkpoint(state, state.model_title)
-            path = None if entry["title"] == BUILTIN_TITLE else entry["filename"]
             device = pick_device(config.device)
-            state.loaded = load_model(path, device=device, dtype=pick_dtype(config.dtype, device))
+            state.loaded = load_model(entry["filename"], device=device, dtype=pick_dtype(config.dtype, device))
             state.loaded_title = state.model_title
         return state.loaded
 
