@@ -79,7 +79,6 @@ def probe_prediction(modules: SD1Modules, encode_empty, dtype: torch.dtype = tor
         out = unet(xt, torch.tensor([t], device=device), encoder_hidden_states=context).sample.float()
         return (*_fit(out, noise, x0), a, s)
 
-
     fits = []
     for t in TIMESTEPS:
         alpha, beta, explained, a, s = run(t, plain)

@@ -135,8 +135,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
         path = demo_model(BUILTIN_NAME)
     device = torch.device(device)
-    identity = file_identity(path) if path is not None else None
-    key = (identity, str(device), dtype, prediction, zero_terminal_snr, low_memory)
+    key = (file_identity(path), str(device), dtype, prediction, zero_terminal_snr, low_memory)
     if key in _CACHE:
         return _CACHE[key]
     if low_memory:

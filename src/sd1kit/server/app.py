@@ -73,10 +73,10 @@ def list_checkpoints(state: ServerState) -> list[dict]:
     from sd1kit.demo import DEMO_NAMES, demo_model
 
     entries = []
-    for name in DEMO_NAMES:
-        h = file_hashes(demo_model(name))
+    for name, path in ((n, demo_model(n)) for n in DEMO_NAMES):
+        h = file_hashes(path)
         entries.append({"title": f"{name} [built-in]", "model_name": name, "hash": h.a1111_short, "sha256": h.sha256,
-                        "filename": str(demo_model(name)), "config": None})
+                        "filename": str(path), "config": None})
     folder = state.folder("Stable-diffusion")
     if folder and folder.is_dir():
         for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES):
