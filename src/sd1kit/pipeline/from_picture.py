@@ -10,25 +10,10 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.metadata.infotext import parse_infotext
 from sd1kit.demo import DEMO_NAMES, demo_model
+from sd1kit.pipeline.options import options_from_infotext
 from sd1kit.pipeline.request import GenerationRequest
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
-
-# infotext field -> (request attribute, converter)
-FIELDS = {
-    "Steps": ("steps", int), "Sampler": ("sampler", str), "Schedule type": ("schedule", str),
-    "CFG scale": ("cfg_scale", float), "Seed": ("seed", int), "Size-1": ("width", int), "Size-2": ("height", int),
-    "Clip skip": ("clip_skip", int), "ENSD": ("ensd", int), "RNG": ("rng", str), "Variation seed": ("subseed", int),
-    "Variation seed strength": ("subseed_strength", float), "Denoising strength": ("denoising_strength", float),
-    "NGMS": ("s_min_uncond", float), "Eta": ("eta", float), "CFG Rescale phi": ("cfg_rescale", float),
-    "Hires upscale": ("hr_scale", float), "Hires steps": ("hr_steps", int), "Hires upscaler": ("hr_upscaler", str),
-    "Hires sampler": ("hr_sampler", str), "Hires schedule type": ("hr_schedule", str),
-    "Hires prompt": ("hr_prompt", str), "Hires negative prompt": ("hr_negative_prompt", str),
-    "Mask blur": ("mask_blur", int), "Masked content": ("masked_content", str),
-    "Conditional mask weight": ("mask_weight", float), "VAE Decoder": ("vae_decoder", str),
-    "DeepCache": ("deepcache", int), "Token merging ratio": ("token_merging", float),
-}
-
 
 def read_picture_parameters(path: str | os.PathLike) -> str:
     """The picture's generation parameters as an A1111 infotext, whichever tool wrote them."""
@@ -47,35 +32,32 @@ def read_picture_parameters(path: str | os.PathLike) -> str:
 
 
 def request_from_infotext(text: str, where: str = "picture") -> tuple[GenerationRequest, dict]:
+    """The request a picture's infotext describes (the option table's readers), every field it sets recorded as
+    coming from the picture; A1111's back-compatibility switches for the picture's `Version` applied."""
     fields = parse_infotext(text)
-    values = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"]}
-    for key, (attr, convert) in FIELDS.items():
-        if key in fields:
-            try:
-                values[attr] = convert(fields[key])
-            except ValueError:
-                raise Sd1kitError(where, f"parameter {key!r} has an unreadable value {fields[key]!r}") from None
-    if "Seed resize from-1" in fields:
-        values["seed_resize_from"] = (int(fields["Seed resize from-1"]), int(fields["Seed resize from-2"]))
-    if "Hires resize-1" in fields:
-        values["hr_resize"] = (int(fields["Hires resize-1"]), int(fields["Hires resize-2"]))
-    if "Hires upscaler" in fields or "Hires upscale" in fields or "Hires resize-1" in fields:
-        values["enable_hr"] = True
-        values["hr_denoising_strength"] = values.pop("denoising_strength", GenerationRequest.hr_denoising_strength)
-    if fields.get("Inpaint area") == "Only masked":
-        values["inpaint_full_res"] = True
-        values["inpaint_padding"] = int(fields.get("Masked area padding", 32))
-    if fields.get("Mask mode") == "Inpaint not masked":
-        values["invert_mask"] = True
+    values = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"],
+              **options_from_infotext(fields, where)}
+    sources = {k: "picture" for k in values}
     if fields.get("Lora hashes"):
         from sd1kit.metadata.picture import lora_hashes
 
         values["lora_hashes"] = lora_hashes({"Lora hashes": fields["Lora hashes"]})
     if fields.get("Prediction") in ("v", "epsilon"):  # ComfyUI's ModelSamplingDiscrete, read from its graph
         values["prediction"] = fields["Prediction"]
-    if fields.get("Noise Schedule") == "Zero Terminal SNR":
-        values["zero_terminal_snr"] = True
-    return GenerationRequest(**values), fields
+        sources["prediction"] = "picture"
+    for attr, why in _backcompat(fields).items():
+        if attr not in values:
+            values[attr] = True
+            sources[attr] = f"picture: {why}"
+    return GenerationRequest(**values, sources=sources), fields
+
+
+def _backcompat(fields: dict) -> dict:
+    try:
+        from sd1kit.metadata.backcompat import backcompat_switches
+    except ImportError:  # pragma: no cover
+        return {}
+    return backcompat_switches(fields)
 
 
 def models_dir(kind: str = "Stable-diffusion") -> Path:

@@ -4,7 +4,7 @@ hashes, as infotexts name it). Loaded once per file identity and kept."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ from sd1kit.models.build import SD1Modules, load_modules
 from sd1kit.models.probe import cached_probe
 from sd1kit.models.tokenizer import clip_tokenizer
 from sd1kit.pipeline.device import compute_dtype, return_freed_memory
+from sd1kit.pipeline.options import Resolved
 from sd1kit.report import inspect_path
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
@@ -33,6 +34,10 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     warnings: list[str]
+    # what the file itself says of its settings, each with its source (yaml, metadata, marker, catalog:ID, probe,
+    # default): prediction, zero_terminal_snr, and where known clip_skip, cfg_rescale, size. The plan uses them
+    # for settings the request leaves unset.
+    defaults: dict = field(default_factory=dict)
 
     @property
     def tokenizer(self):
@@ -100,25 +105,61 @@ def probe_modules(modules: SD1Modules):
                             compute_dtype(modules.unet))
 
 
-def _ask_the_weights(modules: SD1Modules, ins, zero_terminal_snr: bool | None,
-                     warnings: list[str]) -> tuple[str, bool]:
-    """Prediction type and zero terminal SNR from the probe (cached per file content); epsilon when it cannot tell."""
+def _ask_the_weights(modules: SD1Modules, ins, ztsnr: Resolved) -> tuple[Resolved, Resolved]:
+    """Prediction type and zero terminal SNR from the probe (cached per file content); epsilon when it cannot tell.
+    `ztsnr` is what the file says of zero terminal SNR (its source "default" when nothing does)."""
     verdict = cached_probe((ins.hashes or {}).get("sha256"), lambda: probe_modules(modules))
     if verdict.prediction == "unknown":
-        return "epsilon", bool(zero_terminal_snr)
-    assumed = zero_terminal_snr is None and verdict.zero_terminal_snr is None
-    if zero_terminal_snr is not None:
-        ztsnr = zero_terminal_snr
+        return Resolved("epsilon", "default"), ztsnr
+    assumed = ztsnr.source == "default" and verdict.zero_terminal_snr is None
+    if ztsnr.source != "default":
+        z = ztsnr
     elif assumed:  # the SD1 family's v-prediction models (FluffyRock's, EasyFluff) all use zero terminal SNR
-        ztsnr = verdict.prediction == "v"
+        z = Resolved(verdict.prediction == "v", "probe (assumed for v)" if verdict.prediction == "v" else "default")
     else:
-        ztsnr = verdict.zero_terminal_snr
+        z = Resolved(bool(verdict.zero_terminal_snr), "probe")
+    note = None
     if verdict.prediction == "v":
-        how = "with" if ztsnr else "without"
+        how = "with" if z.value else "without"
         why = " (as SD1 v models are; --no-ztsnr if not)" if assumed else ""
-        warnings.append(f"nothing in or beside the file says how it predicts; the v-prediction probe finds v "
-                        f"(confidence {verdict.confidence:.2f}): generating with it, {how} zero terminal SNR{why}")
-    return verdict.prediction, ztsnr
+        note = (f"nothing in or beside the file says how it predicts; the v-prediction probe finds v "
+                f"(confidence {verdict.confidence:.2f}): generating with it, {how} zero terminal SNR{why}")
+        z = Resolved(z.value, z.source, note)
+    return Resolved(verdict.prediction, "probe", note), z
+
+
+def model_defaults(path, ins, modules: SD1Modules) -> dict[str, Resolved]:
+    """What the file says of its own settings, in the order of trust: an override given to load_model, the yaml
+    beside it, its metadata, marker keys, the catalog's record of its hash, the v-prediction probe, the default."""
+    d = ins.detection
+    record = _catalog_record(ins)
+    tag = f"catalog:{record.id}" if record else None
+    pred = Resolved(d.prediction, d.prediction_source)
+    ztsnr = Resolved(d.zero_terminal_snr, d.zero_terminal_snr_source)
+    if record is not None and record.prediction and pred.source == "default":
+        pred = Resolved(record.prediction, tag)
+    if record is not None and record.zero_terminal_snr is not None and ztsnr.source == "default":
+        ztsnr = Resolved(bool(record.zero_terminal_snr), tag)
+    if pred.source == "default":  # nothing in, beside or about the file says
+        pred, ztsnr = _ask_the_weights(modules, ins, ztsnr)
+    out = {"prediction": pred, "zero_terminal_snr": ztsnr}
+    settings = record.settings if record is not None else None
+    if settings is not None and settings.clip_skip:
+        out["clip_skip"] = Resolved(settings.clip_skip, tag)
+    if settings is not None and settings.cfg_rescale:
+        out["cfg_rescale"] = Resolved(settings.cfg_rescale, tag)
+    size = native_size(path)
+    if size:
+        out["size"] = Resolved(size, "metadata:modelspec.resolution")
+    return out
+
+
+def _catalog_record(ins):
+    if ins.catalog is None:
+        return None
+    from sd1kit.catalog.catalog import by_id
+
+    return by_id().get(ins.catalog["id"])
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -150,14 +191,12 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if missing:
         raise Sd1kitError(path, f"checkpoint without {', '.join(missing)}: pass a complete checkpoint")
     modules = place_modules(load_modules(ins.source.load_state_dict(), where=str(path)), device, dtype, low_memory)
-    warnings = list(ins.warnings)
     name = Path(path).stem if Path(path).is_file() else Path(path).name
-    pred, ztsnr = d.prediction, d.zero_terminal_snr
-    if d.prediction_source == "default" and ins.catalog is None:  # nothing in, beside or about the file says
-        pred, ztsnr = _ask_the_weights(modules, ins, zero_terminal_snr, warnings)
+    defaults = model_defaults(path, ins, modules)
+    pred, ztsnr = defaults["prediction"].value, defaults["zero_terminal_snr"].value
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
     return _remember(key, LoadedModel(name, Path(path), (ins.hashes or {}).get("a1111_short"), modules, pred, ztsnr,
-                                      schedule, device, dtype, warnings))
+                                      schedule, device, dtype, list(ins.warnings), defaults))
 
 
 def random_tiny_model(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -167,9 +206,10 @@ def random_tiny_model(device: str | torch.device = "cpu", dtype: torch.dtype = t
     from sd1kit.dev.tiny import tiny_modules
 
     device = torch.device(device)
+    defaults = {"prediction": Resolved(prediction, "model"), "zero_terminal_snr": Resolved(zero_terminal_snr, "model")}
     return LoadedModel("sd1kit-tiny", None, None, place_modules(tiny_modules(seed=0), device, dtype), prediction,
                        zero_terminal_snr, DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=zero_terminal_snr)),
-                       device, dtype, [])
+                       device, dtype, [], defaults)
 
 
 def _remember(key: tuple, loaded: LoadedModel) -> LoadedModel:

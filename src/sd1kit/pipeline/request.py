@@ -64,7 +64,20 @@ class GenerationRequest:
     hr_prompt: str | None = None  # None = the same prompt
     hr_negative_prompt: str | None = None
     controlnets: list = field(default_factory=list)  # pipeline.controlnet.ControlUnit, applied in order
+    # A1111's compatibility switches (set from an old picture's Version by --from, or given)
+    old_prompt_editing: bool = False  # "Old prompt editing timelines"
+    pad_conds: bool = False  # "Pad conds": prompt and negative padded to the same length
+    pad_conds_v0: bool = False  # "Pad conds v0"
+    downcast_alphas_cumprod: bool = False  # "Downcast alphas_cumprod"
+    per_image: bool = True  # exact batches: picture i of a batch equals its seed alone (False: one batched call)
     extra: dict = field(default_factory=dict)  # extra infotext parameters carried through
+    # where each explicitly set field came from ("cli", "api", "picture", "picture: A1111 v1.5.1 < 1.6.0 ..."):
+    # the plan lets the model's own defaults fill only fields no one set
+    sources: dict = field(default_factory=dict)
 
     def with_(self, **changes) -> "GenerationRequest":
         return replace(self, **changes)
+
+    def given(self, source: str, **changes) -> "GenerationRequest":
+        """The request with `changes` set and recorded as coming from `source`."""
+        return replace(self, **changes, sources={**self.sources, **{k: source for k in changes}})

@@ -15,7 +15,6 @@ from sd1kit.pipeline.request import GenerationRequest
 
 MAX_SIDE = 2048
 MAX_PIXELS = 16 << 20
-INPAINTING_FILL = ("fill", "original", "latent noise", "latent nothing")
 
 
 def decode_image(data: str, what: str) -> Image.Image:
@@ -43,68 +42,32 @@ def encode_png(image: Image.Image, infotext: str | None = None) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _int(payload, key, default):
-    value = payload.get(key)
-    return default if value is None else int(value)
-
-
-def _float(payload, key, default):
-    value = payload.get(key)
-    return default if value is None else float(value)
-
-
 def generation_request(payload: dict, img2img: bool) -> tuple[GenerationRequest, dict]:
-    """The request a txt2img / img2img payload asks for, and the images it carries (PIL)."""
+    """The request a txt2img / img2img payload asks for (the option table's API fields; every field the payload
+    sets recorded as coming from the API), and the images it carries (PIL)."""
+    from sd1kit.pipeline.options import options_from_api
+
     if not isinstance(payload, dict):
         raise Sd1kitError("payload", "expected a JSON object")
-    w, h = _int(payload, "width", 512), _int(payload, "height", 512)
+    kind = "img2img" if img2img else "txt2img"
+    values = options_from_api(payload, kind)
+    for key in ("prompt", "negative_prompt"):
+        if payload.get(key) is not None:
+            values[key] = str(payload[key])
+    w, h = values.get("width", 512), values.get("height", 512)
     if not (64 <= w <= MAX_SIDE and 64 <= h <= MAX_SIDE):
         raise Sd1kitError("size", f"{w}x{h} is outside 64..{MAX_SIDE}")
-    settings = payload.get("override_settings") or {}
-    sampler = payload.get("sampler_name") or payload.get("sampler_index") or "Euler a"
-    values = dict(
-        prompt=str(payload.get("prompt") or ""), negative_prompt=str(payload.get("negative_prompt") or ""),
-        sampler=str(sampler), schedule=str(payload.get("scheduler") or "Automatic"),
-        steps=_int(payload, "steps", 20), cfg_scale=_float(payload, "cfg_scale", 7.0),
-        seed=_int(payload, "seed", -1), subseed=_int(payload, "subseed", -1),
-        subseed_strength=_float(payload, "subseed_strength", 0.0), width=w, height=h,
-        batch_size=_int(payload, "batch_size", 1), batch_count=_int(payload, "n_iter", 1),
-        eta=payload.get("eta"), s_min_uncond=_float(payload, "s_min_uncond", 0.0),
-        clip_skip=int(settings.get("CLIP_stop_at_last_layers") or 1),
-        ensd=int(settings.get("eta_noise_seed_delta") or 0), rng=str(settings.get("randn_source") or "GPU"),
-    )
-    if values["steps"] < 1 or values["steps"] > 150 or values["batch_size"] < 1 or values["batch_size"] > 8 \
-            or values["batch_count"] < 1 or values["batch_count"] > 16:
+    if values.get("batch_size", 1) > 8 or values.get("batch_count", 1) > 16:
         raise Sd1kitError("payload", "steps must be 1-150, batch_size 1-8, n_iter 1-16")
-    rh, rw = _int(payload, "seed_resize_from_h", -1), _int(payload, "seed_resize_from_w", -1)
-    if rh > 0 and rw > 0:
-        values["seed_resize_from"] = (rw, rh)
     images = {}
     if img2img:
         inits = payload.get("init_images") or []
         if not inits:
             raise Sd1kitError("init_images", "img2img needs an init image")
         images["init"] = decode_image(inits[0], "init_images[0]")
-        values["denoising_strength"] = _float(payload, "denoising_strength", 0.75)
         if payload.get("mask"):
             images["mask"] = decode_image(payload["mask"], "mask")
-            values["mask_blur"] = _int(payload, "mask_blur", 4)
-            fill = _int(payload, "inpainting_fill", 1)
-            values["masked_content"] = INPAINTING_FILL[fill] if 0 <= fill < 4 else "original"
-            values["inpaint_full_res"] = bool(payload.get("inpaint_full_res"))
-            values["inpaint_padding"] = _int(payload, "inpaint_full_res_padding", 32)
-            values["invert_mask"] = bool(payload.get("inpainting_mask_invert"))
-    elif payload.get("enable_hr"):
-        values.update(enable_hr=True, hr_scale=_float(payload, "hr_scale", 2.0),
-                      hr_upscaler=str(payload.get("hr_upscaler") or "Latent"),
-                      hr_steps=_int(payload, "hr_second_pass_steps", 0),
-                      hr_denoising_strength=_float(payload, "denoising_strength", 0.7),
-                      hr_sampler=payload.get("hr_sampler_name") or None, hr_schedule=payload.get("hr_scheduler") or None,
-                      hr_prompt=payload.get("hr_prompt") or None, hr_negative_prompt=payload.get("hr_negative_prompt") or None)
-        rx, ry = _int(payload, "hr_resize_x", 0), _int(payload, "hr_resize_y", 0)
-        if rx > 0 and ry > 0:
-            values["hr_resize"] = (rx, ry)
-    return GenerationRequest(**values), images
+    return GenerationRequest(**values, sources={k: "api" for k in values}), images
 
 
 def generation_response(payload: dict, result, request: GenerationRequest) -> dict:

@@ -1,0 +1,78 @@
+"""Building a plan's modifiers from a request (in `modifiers.ORDER`) and its textual inversions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sd1kit.pipeline.modifiers import (
+    ControlNetModifier, DeepCacheModifier, LoraModifier, TaesdModifier, TokenMergingModifier,
+)
+
+
+def build_modifiers(request, model, networks, warnings: list[str]) -> list:
+    """LoRA stack, token merging, DeepCache, ControlNet units, TAESD: those the request asks for, in order."""
+    out = []
+    lora = _lora(request, model, networks, warnings)
+    if lora is not None:
+        out.append(lora)
+    if request.token_merging:
+        out.append(TokenMergingModifier(request.token_merging))
+    if request.deepcache > 1:
+        out.append(DeepCacheModifier(request.deepcache))
+    if request.controlnets:
+        from sd1kit.pipeline.controlnet import ControlSet
+
+        out.append(ControlNetModifier(ControlSet(request.controlnets, model.device, model.dtype)))
+    if request.vae_decoder == "TAESD":
+        from sd1kit.pipeline.taesd import find_taesd
+
+        out.append(TaesdModifier(str(request.taesd or find_taesd(None))))
+    return out
+
+
+def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:
+    """The prompt's `<lora:...>` / `<lyco:...>` files found and stacked, with the infotext's `Lora hashes`."""
+    from sd1kit.adapters.file import open_adapter
+    from sd1kit.adapters.library import adapter_folders, find_adapter, short_hash
+    from sd1kit.adapters.live import live_shapes
+    from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
+    from sd1kit.merge.blocks import parse_lbw
+
+    adapters, hashes, names = [], [], []
+    folders = [Path(request.lora_dir)] if request.lora_dir else adapter_folders()
+    for net in networks:
+        warnings += [f"{net.tag}: {p}" for p in net.problems]
+        if net.kind not in ("lora", "lyco"):
+            warnings.append(f"{net.tag}: {net.kind} networks are not supported; ignored")
+            continue
+        path = find_adapter(net.name, folders, request.lora_hashes.get(net.name))
+        m = net.multipliers
+        blocks = parse_lbw(m["lbw"], net.tag) if m.get("lbw") else None
+        adapters.append(ActiveAdapter(open_adapter(path), net.name, m["te"], m["unet"], m["dyn"], blocks))
+        alias = net.name.replace(":", "").replace(",", "")
+        hashes.append(f"{alias}: {short_hash(path)}")
+        names.append(str(path))
+    if not adapters:
+        return None
+    return LoraModifier(AdapterStack(adapters, live_shapes(model.modules)), hashes, names)
+
+
+def embeddings_for(request, model, passes, warnings: list[str]):
+    """The textual-inversion database and the names the passes' prompts use (sorted)."""
+    from sd1kit.pipeline.plan import embeddings_folder
+    from sd1kit.prompts.chunks import build_chunks
+    from sd1kit.prompts.embeddings import load_embedding_dir
+    from sd1kit.prompts.schedule import prompt_schedule
+
+    folder = embeddings_folder(request)
+    if folder is None:
+        return None, ()
+    db = load_embedding_dir(folder, model.tokenizer, width=model.modules.text_encoder_config.hidden_size)
+    warnings += [f"embedding {path} skipped: {why}" for path, why in db.skipped.items()]
+    used = set()
+    for p in passes:
+        for text in (p.prompt, p.negative):
+            for _, part in prompt_schedule(text, p.prompt_steps, p.hires_steps, request.old_prompt_editing):
+                chunks = build_chunks(part, model.tokenizer, db, request.emphasis)[0]
+                used.update(fix.name for chunk in chunks for fix in chunk.fixes)
+    return db, tuple(sorted(used))

@@ -1,0 +1,217 @@
+"""UNet modifiers of a generation plan: LoRA/LyCORIS, token merging, DeepCache, ControlNet units, the TAESD decoder.
+
+Each is one small object with the same hooks, composed in the plan's declared order (ComfyUI's model patches, as
+objects): `check` refuses a combination before any work, `applied` patches and exactly restores the model for the
+run, `wrap_unet` wraps the UNet module (DeepCache), `wrap` wraps the raw model call (ControlNet adds residuals),
+`begin_pass` sees each pass's sigmas, `params` is its infotext, only of what ran."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+ORDER = ("lora", "token_merging", "deepcache", "controlnet", "taesd")
+
+
+class Modifier:
+    """The hooks with their do-nothing defaults."""
+
+    kind = ""
+
+    def check(self, plan) -> str | None:
+        return None
+
+    def applied(self, model):
+        return nullcontext()
+
+    def wrap_unet(self, unet):
+        return unet
+
+    def wrap(self, raw):
+        return raw
+
+    def begin_pass(self, sigmas: torch.Tensor, schedule) -> None:
+        pass
+
+    def params(self) -> dict:
+        return {}
+
+    def ran(self) -> bool:
+        return True
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "infotext": self.params()}
+
+
+@dataclass
+class LoraModifier(Modifier):
+    """The prompt's `<lora:...>` / `<lyco:...>` files, stacked, patched into the weights for the run."""
+
+    stack: object  # adapters.stack.AdapterStack
+    hashes: list[str]  # "name: short hash", A1111's "Lora hashes"
+    names: list[str] = field(default_factory=list)
+    kind = "lora"
+
+    @contextmanager
+    def applied(self, model):
+        from sd1kit.adapters.live import adapters_applied
+
+        with adapters_applied(model.modules, self.stack):
+            yield
+
+    def params(self) -> dict:
+        return {"Lora hashes": ", ".join(self.hashes)}
+
+    def ran(self) -> bool:
+        return any(r.applied for r in self.stack.reports) if self.stack.reports else True
+
+    def as_json(self) -> dict:
+        return {**super().as_json(), "adapters": self.names}
+
+
+@dataclass
+class TokenMergingModifier(Modifier):
+    """ToMe on the UNet's self-attention (tomesd with A1111's settings: no random merge choice, so pictures stay
+    reproducible), removed afterwards."""
+
+    ratio: float
+    kind = "token_merging"
+    patched: bool = False
+
+    @contextmanager
+    def applied(self, model):
+        import tomesd
+
+        unet = model.modules.unet
+        tomesd.apply_patch(unet, ratio=self.ratio, use_rand=False, sx=2, sy=2, merge_attn=True,
+                           merge_crossattn=False, merge_mlp=False)
+        self.patched = True
+        try:
+            yield
+        finally:
+            tomesd.remove_patch(unet)
+
+    def params(self) -> dict:
+        return {"Token merging ratio": self.ratio}
+
+    def ran(self) -> bool:
+        return self.patched
+
+
+@dataclass
+class DeepCacheModifier(Modifier):
+    """DeepCache: the whole UNet every `interval` calls, its shallow branch on cached deep features between."""
+
+    interval: int
+    kind = "deepcache"
+    unets: list = field(default_factory=list)
+
+    def wrap_unet(self, unet):
+        from sd1kit.pipeline.deepcache import DeepCacheUNet
+
+        wrapped = DeepCacheUNet(unet, self.interval)
+        self.unets.append(wrapped)
+        return wrapped
+
+    def params(self) -> dict:
+        return {"DeepCache": self.interval}
+
+    def ran(self) -> bool:
+        return bool(self.unets)
+
+    def as_json(self) -> dict:
+        calls = {"full_calls": sum(u.full_calls for u in self.unets),
+                 "shallow_calls": sum(u.shallow_calls for u in self.unets)}
+        return {**super().as_json(), **calls}
+
+
+@dataclass
+class ControlNetModifier(Modifier):
+    """ControlNet units: residuals added to the UNet's skip connections and middle block at every call."""
+
+    controls: object  # pipeline.controlnet.ControlSet
+    kind = "controlnet"
+
+    def check(self, plan) -> str | None:
+        from sd1kit.errors import Sd1kitError
+
+        try:
+            self.controls.check_fits(plan.model.modules.unet)
+        except Sd1kitError as e:
+            return str(e)
+        return None
+
+    def wrap(self, raw):
+        controls = self.controls
+
+        def run(x_in, t, context, image_cond, uncond=None, **unet_kwargs):
+            down, mid = controls.residuals(x_in, t, context, uncond)
+            if down is not None:
+                unet_kwargs = {**unet_kwargs, "down_block_additional_residuals": down,
+                               "mid_block_additional_residual": mid}
+            return raw(x_in, t, context, image_cond, uncond, **unet_kwargs)
+        run.accepts_uncond = True
+        return run
+
+    def begin_pass(self, sigmas: torch.Tensor, schedule) -> None:
+        self.controls.begin_pass(sigmas, schedule)
+
+    def params(self) -> dict:
+        from sd1kit.pipeline.controlnet import infotext_units
+
+        return infotext_units(self.controls)
+
+    def ran(self) -> bool:
+        return any(used for _, used in self.controls.calls)
+
+    def as_json(self) -> dict:
+        return {**super().as_json(), "units": [i.unit.model for i in self.controls.active]}
+
+
+@dataclass
+class TaesdModifier(Modifier):
+    """The tiny TAESD decoder in place of the VAE's (fast mode; A1111's "VAE Decoder: TAESD")."""
+
+    path: str
+    kind = "taesd"
+    decoded: bool = False
+
+    def decode(self, model, latents: torch.Tensor):
+        from sd1kit.pipeline import images
+        from sd1kit.pipeline.taesd import decode_taesd, load_taesd
+
+        taesd = load_taesd(self.path, model.device, model.dtype)
+        self.decoded = True
+        return images.to_pictures(torch.cat([decode_taesd(taesd, z[None]) for z in latents]))
+
+    def params(self) -> dict:
+        return {"VAE Decoder": "TAESD"}
+
+    def ran(self) -> bool:
+        return self.decoded
+
+
+def base_raw(unet):
+    """The raw model call (denoisers.RawModel) of a UNet-like callable: image conditioning concatenated
+    (inpainting: mask + masked latent), run in the UNet's precision; extra keywords go to the UNet call."""
+    def run(x_in, t, context, image_cond, uncond=None, **unet_kwargs):
+        if image_cond is not None:
+            x_in = torch.cat([x_in, image_cond.to(x_in.dtype)], dim=1)
+        dtype = unet.dtype
+        extra = {k: ([v.to(dtype) for v in val] if isinstance(val, (list, tuple)) else val.to(dtype))
+                 for k, val in unet_kwargs.items()}
+        return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype), **extra).sample.to(x_in.dtype)
+    run.accepts_uncond = True
+    return run
+
+
+def composed_raw(unet, modifiers) -> object:
+    """The raw model call with every modifier's wraps, in the plan's order."""
+    for m in modifiers:
+        unet = m.wrap_unet(unet)
+    raw = base_raw(unet)
+    for m in modifiers:
+        raw = m.wrap(raw)
+    return raw

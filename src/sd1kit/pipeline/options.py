@@ -1,0 +1,505 @@
+"""The generation option table: every option a picture depends on, declared once. Its CLI flag, A1111 infotext key
+(writer and reader), A1111 API field, default and bounds all come from its row; `generate`'s flags, the infotext,
+`--from`, the server's payload parser and its OpenAPI schema are built from `OPTIONS` (tests walk it).
+
+Resources that name files (model, VAE, ControlNet units, init image, mask, folders) are not options: each surface
+resolves them in its own folders (the server never takes a path from a client)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.metadata.picture import text_number
+
+INPAINTING_FILL = ("fill", "original", "latent noise", "latent nothing")  # A1111's inpainting_fill indices
+EMPHASIS_TEXT = {"no-norm": "No norm", "none": "None"}  # A1111's "Emphasis" infotext values ("Original" unwritten)
+HIRES_KEYS = ("Hires upscale", "Hires upscaler", "Hires resize")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A setting's value and where it came from ("cli", "picture", "yaml", "catalog:easyfluff", "probe", ...);
+    `note` is said to the user when the value is used (e.g. the probe's verdict)."""
+
+    value: Any
+    source: str
+    note: str | None = None
+
+    def as_json(self) -> dict:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {"value": value, "source": self.source}
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What the infotext of one picture needs beyond the request: its seeds, size, sampler and the model."""
+
+    seed: int = 0
+    subseed: int = 0
+    size: tuple[int, int] = (512, 512)
+    sampler: Any = None  # SamplerSpec
+    schedule_label: str = "Automatic"
+    inpainting_model: bool = False
+
+
+def parse_pair(text: str, what: str = "size") -> tuple[int, int]:
+    """"512x768" -> (512, 768)."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+        return w, h
+    except ValueError:
+        raise Sd1kitError(what, f"expected WIDTHxHEIGHT, e.g. 512x768, not {text!r}") from None
+
+
+def _bool_text(text: str) -> bool:
+    return str(text).strip().lower() in ("true", "1", "yes")
+
+
+READERS: dict[type, Callable[[str], Any]] = {int: int, float: float, str: str, bool: _bool_text, tuple: parse_pair}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One generation option. `attr` is the GenerationRequest field (for "size": width and height)."""
+
+    attr: str
+    kind: type  # int, float, str, bool, or tuple (a WIDTHxHEIGHT pair)
+    default: Any
+    infotext: str | None  # A1111's infotext key; None: not in the infotext (said why in `help`)
+    cli: str | None  # the `generate` flag
+    api: str | tuple[str, str] | None  # A1111's payload field; "override_settings.X"; a pair for WxH options
+    help: str = ""
+    bounds: tuple[float, float] | None = None
+    choices: tuple | None = None
+    mode: str | None = None  # "txt2img" / "img2img": only jobs of that kind have it (API and infotext)
+    when: Callable[[Any, WriteContext], bool] | None = None  # written only when this holds
+    always: bool = False  # written even at its default (Steps, Seed, CFG scale ...)
+    written: Callable[[Any, Any, WriteContext], Any] | None = None  # value -> infotext value (None: left out)
+    read: Callable[[str], Any] | None = None  # infotext text -> value (default: by kind)
+    from_api: Callable[[Any], Any] | None = None  # payload value -> value (default: by kind)
+    example: Any = None  # a value other than the default, for the table walk
+    context: dict = field(default_factory=dict)  # request fields that make it written, for the table walk
+
+    @property
+    def cli_dest(self) -> str:
+        return self.attr
+
+    def get(self, request) -> Any:
+        if self.attr == "size":
+            return request.width, request.height
+        return getattr(request, self.attr)
+
+    def changes(self, value) -> dict:
+        """The request fields this value sets."""
+        if self.attr == "size":
+            return {"width": value[0], "height": value[1]}
+        return {self.attr: value}
+
+    def infotext_value(self, request, ctx: WriteContext):
+        value = self.get(request)
+        if self.when is not None and not self.when(request, ctx):
+            return None
+        if self.written is not None:
+            return self.written(value, request, ctx)
+        if value is None or (value == self.default and not self.always):
+            return None
+        if self.kind is tuple:
+            return "{}x{}".format(*value)
+        return value
+
+    def from_infotext(self, text: str):
+        reader = self.read or READERS[self.kind]
+        return reader(text)
+
+    def check(self, value, label: str | None = None) -> None:
+        """Bounds and choices: a one-line refusal naming the option."""
+        label = label or self.cli or self.attr
+        if value is None:
+            return
+        if self.kind in (int, float) and isinstance(value, float) and not math.isfinite(value):
+            raise Sd1kitError(label, f"must be a finite number, not {value}")
+        if self.bounds is not None and not (self.bounds[0] <= value <= self.bounds[1]):
+            lo, hi = (text_number(float(b)) for b in self.bounds)
+            raise Sd1kitError(label, f"must be between {lo} and {hi}, not {text_number(value)}")
+        if self.choices is not None and value not in self.choices:
+            raise Sd1kitError(label, f"must be one of {', '.join(map(str, self.choices))}, not {value!r}")
+
+
+def _has_init(request, ctx) -> bool:
+    return request.init_image is not None
+
+
+def _has_mask(request, ctx) -> bool:
+    return request.mask_image is not None
+
+
+def _hires(request, ctx) -> bool:
+    return bool(request.enable_hr)
+
+
+def _with_hr_resize(request, ctx) -> bool:
+    return bool(request.enable_hr) and not request.hr_resize
+
+
+def _schedule_written(value, request, ctx: WriteContext):
+    return ctx.schedule_label
+
+
+def _eta_written(value, request, ctx: WriteContext):
+    default = ctx.sampler.options.get("eta", 1.0) if ctx.sampler is not None else 1.0
+    return value if value is not None and value != default else None
+
+
+def _ensd_written(value, request, ctx: WriteContext):
+    return value if value and ctx.sampler is not None and ctx.sampler.noise == "rng" else None
+
+
+def _subseed_written(value, request, ctx: WriteContext):
+    return ctx.subseed if request.subseed_strength else None
+
+
+def _from_index(choices):
+    def convert(value):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(value)
+        if isinstance(value, int) or str(value).isdigit():
+            index = int(value)
+            if not 0 <= index < len(choices):
+                raise ValueError(value)
+            return choices[index]
+        return str(value)
+    return convert
+
+
+def _pair_or_none(off: int):
+    """An A1111 pair of fields (w, h) where `off` or less means unset."""
+    def convert(pair):
+        w, h = (int(v) for v in pair)
+        return (w, h) if w > off and h > off else None
+    return convert
+
+
+def _const(text: str, value):
+    """An infotext key whose only written value is `text` (e.g. "Inpaint area: Only masked")."""
+    return lambda v, r, c: text if v == value else None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("steps", int, 20, "Steps", "--steps", "steps", "sampling steps", bounds=(1, 150), always=True, example=7),
+    Option("sampler", str, "Euler a", "Sampler", "--sampler", "sampler_name", "A1111's sampler name", always=True,
+           written=lambda v, r, c: c.sampler.name if c.sampler is not None else v, example="DPM++ 2M"),
+    Option("schedule", str, "Automatic", "Schedule type", "--schedule", "scheduler",
+           "Automatic, Karras, Exponential, ...", always=True, written=_schedule_written, example="Karras"),
+    Option("cfg_scale", float, 7.0, "CFG scale", "--cfg", "cfg_scale", "classifier-free guidance scale",
+           bounds=(-100.0, 100.0), always=True, example=4.5),
+    Option("seed", int, -1, "Seed", "--seed", "seed", "-1: random", bounds=(-1, 2 ** 32 - 1), always=True,
+           written=lambda v, r, c: c.seed, example=1234),
+    Option("size", tuple, (512, 512), "Size", "--size", ("width", "height"), "WIDTHxHEIGHT (default: the model's "
+           "own resolution where its metadata says, else 512x512)", always=True,
+           written=lambda v, r, c: "{}x{}".format(*c.size), example=(64, 96)),
+    Option("subseed", int, -1, "Variation seed", "--subseed", "subseed", "variation seed", bounds=(-1, 2 ** 32 - 1),
+           written=_subseed_written, example=77, context={"subseed_strength": 0.5}),
+    Option("subseed_strength", float, 0.0, "Variation seed strength", "--subseed-strength", "subseed_strength",
+           bounds=(0.0, 1.0), example=0.25),
+    Option("seed_resize_from", tuple, None, "Seed resize from", "--seed-resize-from",
+           ("seed_resize_from_w", "seed_resize_from_h"), "WIDTHxHEIGHT the seed's noise was made for",
+           from_api=_pair_or_none(0), example=(64, 64)),
+    Option("denoising_strength", float, 0.75, "Denoising strength", "--denoise", "denoising_strength",
+           "img2img: how much of the init image is redrawn", bounds=(0.0, 1.0), mode="img2img", when=_has_init,
+           always=True, example=0.5, context={"init_image": "init.png"}),
+    Option("mask_weight", float, 1.0, "Conditional mask weight", "--mask-weight",
+           "override_settings.inpainting_mask_weight", "inpainting models' conditional mask weight",
+           bounds=(0.0, 1.0), when=lambda r, c: c.inpainting_model and r.init_image is not None, always=True,
+           example=0.5, context={"init_image": "init.png"}),
+    Option("clip_skip", int, 1, "Clip skip", "--clip-skip", "override_settings.CLIP_stop_at_last_layers",
+           "stop at the n-th last CLIP layer", bounds=(1, 12), written=lambda v, r, c: v if v > 1 else None,
+           example=2),
+    Option("ensd", int, 0, "ENSD", "--ensd", "override_settings.eta_noise_seed_delta",
+           "eta noise seed delta (NovelAI: 31337)", bounds=(0, 2 ** 32 - 1), written=_ensd_written, example=31337),
+    Option("token_merging", float, 0.0, "Token merging ratio", "--token-merging",
+           "override_settings.token_merging_ratio", "fast mode: ToMe ratio, e.g. 0.5 (tomesd as A1111 sets it)",
+           bounds=(0.0, 0.9), example=0.5),
+    Option("rng", str, "GPU", "RNG", "--rng", "override_settings.randn_source", "A1111's noise source",
+           choices=("GPU", "CPU", "NV"), example="CPU"),
+    Option("s_min_uncond", float, 0.0, "NGMS", "--ngms", "s_min_uncond", "negative guidance minimum sigma",
+           bounds=(0.0, 100.0), example=0.5),
+    Option("eta", float, None, "Eta", "--eta", "eta", "ancestral / DDIM noise (default: the sampler's)",
+           bounds=(0.0, 10.0), written=_eta_written, example=0.5),
+    Option("s_noise", float, 1.0, "Sigma noise", "--s-noise", "s_noise", "noise multiplier of ancestral and SDE "
+           "steps (k-diffusion's s_noise)", bounds=(0.0, 10.0), example=0.98),
+    Option("cfg_rescale", float, 0.0, "CFG Rescale phi", "--cfg-rescale", "cfg_rescale",
+           "CFG rescale phi (v-prediction models)", bounds=(0.0, 1.0), example=0.7),
+    Option("emphasis", str, "original", "Emphasis", "--emphasis", "override_settings.emphasis",
+           "attention emphasis: original, no-norm, none", choices=("original", "no-norm", "none"),
+           written=lambda v, r, c: EMPHASIS_TEXT.get(v),
+           read=lambda t: {"no norm": "no-norm", "none": "none"}.get(t.strip().lower(), "original"),
+           from_api=lambda v: {"no norm": "no-norm", "none": "none"}.get(str(v).strip().lower(), str(v).lower()),
+           example="no-norm"),
+    Option("old_prompt_editing", bool, False, "Old prompt editing timelines", "--old-prompt-editing",
+           "override_settings.use_old_scheduling", "A1111 before 1.6: [a:b:0.5] and [a:b:5] counted over the first "
+           "pass only, fractions below 1 as fractions", example=True),
+    Option("pad_conds", bool, False, "Pad conds", "--pad-conds", "override_settings.pad_cond_uncond",
+           "pad prompt and negative prompt to the same length with empty-prompt chunks", example=True),
+    Option("pad_conds_v0", bool, False, "Pad conds v0", "--pad-conds-v0", "override_settings.pad_cond_uncond_v0",
+           "A1111 before 1.6 (DDIM, PLMS): the negative prompt padded with its last vector or cut to the "
+           "prompt's length", example=True),
+    Option("downcast_alphas_cumprod", bool, False, "Downcast alphas_cumprod", "--downcast-alphas-cumprod",
+           "override_settings.use_downcasted_alpha_bar", "A1111 before 1.7: the noise schedule rounded through "
+           "fp16, as old seeds were made", example=True),
+    Option("zero_terminal_snr", bool, None, "Noise Schedule", "--ztsnr", "sd1kit_zero_terminal_snr",
+           "zero terminal SNR schedule (default: what the model says)",
+           written=lambda v, r, c: "Zero Terminal SNR" if v else None,
+           read=lambda t: t.strip().lower() == "zero terminal snr", example=True),
+    Option("prediction", str, None, None, "--prediction", "sd1kit_prediction",
+           "epsilon or v (default: what the model says; not in A1111's infotext, which does not record it)",
+           choices=("epsilon", "v"), example="v"),
+    Option("vae_decoder", str, "Full", "VAE Decoder", "--vae-decoder", "override_settings.sd_vae_decode_method",
+           "Full, or TAESD: the tiny decoder (fast mode; weights in $SD1KIT_HOME/models/VAE-taesd)",
+           choices=("Full", "TAESD"), example="TAESD"),
+    Option("deepcache", int, 0, "DeepCache", "--deepcache", "sd1kit_deepcache", "fast mode: the whole UNet every "
+           "N steps, its shallow branch on cached deep features between", bounds=(0, 100),
+           written=lambda v, r, c: v if v > 1 else None, example=3),
+    Option("batch_size", int, 1, None, "--batch-size", "batch_size", "pictures per batch (not in the infotext: "
+           "each picture's own seed is)", bounds=(1, 64), example=2),
+    Option("batch_count", int, 1, None, "--batch-count", "n_iter", "batches (not in the infotext)",
+           bounds=(1, 1000), example=3),
+    Option("per_image", bool, True, None, "--batched-unet", "sd1kit_per_image",
+           "exact batches: the UNet runs each picture alone, so picture i equals its seed run alone (off: one "
+           "batched call, faster on a GPU, last bits may differ; not in the infotext, which pictures don't need)",
+           example=False),
+    Option("tiled_vae", bool, False, None, "--tiled-vae", "sd1kit_tiled_vae", "decode in tiles: bounded memory "
+           "for large pictures (not in the infotext)", example=True),
+    # inpainting (A1111's img2img with a mask)
+    Option("mask_blur", int, 4, "Mask blur", "--mask-blur", "mask_blur", "mask blur radius", bounds=(0, 256),
+           mode="img2img", when=_has_mask, written=lambda v, r, c: v or None, example=8,
+           context={"mask_image": "mask.png", "init_image": "init.png"}),
+    Option("invert_mask", bool, False, "Mask mode", "--invert-mask", "inpainting_mask_invert",
+           "repaint the black area instead", mode="img2img", when=_has_mask,
+           written=_const("Inpaint not masked", True), read=lambda t: t == "Inpaint not masked",
+           from_api=lambda v: bool(int(v)) if not isinstance(v, bool) else v, example=True,
+           context={"mask_image": "mask.png", "init_image": "init.png"}),
+    Option("masked_content", str, "original", "Masked content", "--masked-content", "inpainting_fill",
+           "what the masked area starts from", choices=INPAINTING_FILL, mode="img2img", when=_has_mask,
+           always=True, from_api=_from_index(INPAINTING_FILL), example="fill",
+           context={"mask_image": "mask.png", "init_image": "init.png"}),
+    Option("inpaint_full_res", bool, False, "Inpaint area", "--only-masked", "inpaint_full_res",
+           'A1111 "Inpaint area: Only masked"', mode="img2img", when=_has_mask,
+           written=_const("Only masked", True), read=lambda t: t == "Only masked",
+           from_api=lambda v: bool(int(v)) if not isinstance(v, bool) else v, example=True,
+           context={"mask_image": "mask.png", "init_image": "init.png"}),
+    Option("inpaint_padding", int, 32, "Masked area padding", "--mask-padding", "inpaint_full_res_padding",
+           "padding around the masked area for --only-masked", bounds=(0, 256), mode="img2img",
+           when=lambda r, c: r.mask_image is not None and r.inpaint_full_res, always=True, example=16,
+           context={"mask_image": "mask.png", "init_image": "init.png", "inpaint_full_res": True}),
+    # hires fix (A1111's txt2img second pass)
+    Option("enable_hr", bool, False, None, "--hires", "enable_hr", "hires fix (in the infotext as its Hires "
+           "fields)", mode="txt2img", example=True),
+    Option("hr_denoising_strength", float, 0.7, "Denoising strength", "--hires-denoise", "denoising_strength",
+           "second-pass denoising strength", bounds=(0.0, 1.0), mode="txt2img", when=_hires, always=True,
+           example=0.45, context={"enable_hr": True}),
+    Option("hr_scale", float, 2.0, "Hires upscale", "--hires-scale", "hr_scale", "upscale factor",
+           bounds=(1.0, 4.0), mode="txt2img", when=_with_hr_resize, always=True, example=1.5,
+           context={"enable_hr": True}),
+    Option("hr_resize", tuple, None, "Hires resize", "--hires-resize", ("hr_resize_x", "hr_resize_y"),
+           "or a target WIDTHxHEIGHT", mode="txt2img", when=_hires, from_api=_pair_or_none(0),
+           example=(128, 128), context={"enable_hr": True}),
+    Option("hr_steps", int, 0, "Hires steps", "--hires-steps", "hr_second_pass_steps",
+           "second-pass steps (0: the first pass's)", bounds=(0, 150), mode="txt2img", when=_hires,
+           written=lambda v, r, c: v or None, example=5, context={"enable_hr": True}),
+    Option("hr_upscaler", str, "Latent", "Hires upscaler", "--hires-upscaler", "hr_upscaler",
+           '"Latent" (default), "Latent (bicubic antialiased)", ..., "Lanczos", "Nearest"', mode="txt2img",
+           when=_hires, always=True, example="Lanczos", context={"enable_hr": True}),
+    Option("hr_sampler", str, None, "Hires sampler", "--hires-sampler", "hr_sampler_name",
+           "second-pass sampler (default: the first's)", mode="txt2img", when=_hires, example="Euler",
+           context={"enable_hr": True}),
+    Option("hr_schedule", str, None, "Hires schedule type", "--hires-schedule", "hr_scheduler",
+           "second-pass schedule type", mode="txt2img", when=_hires, example="Karras",
+           context={"enable_hr": True}),
+    Option("hr_prompt", str, None, "Hires prompt", "--hires-prompt", "hr_prompt", "second-pass prompt",
+           mode="txt2img", when=_hires, example="a castle, detailed", context={"enable_hr": True}),
+    Option("hr_negative_prompt", str, None, "Hires negative prompt", "--hires-negative", "hr_negative_prompt",
+           "second-pass negative prompt", mode="txt2img", when=_hires, example="blurry",
+           context={"enable_hr": True}),
+)
+
+BY_ATTR = {o.attr: o for o in OPTIONS}
+
+
+def infotext_params(request, ctx: WriteContext) -> dict:
+    """The options' infotext parameters for one picture, in table order (None: left out)."""
+    return {o.infotext: o.infotext_value(request, ctx) for o in OPTIONS if o.infotext is not None
+            if o.infotext_value(request, ctx) is not None}
+
+
+def _reads(option: Option, fields: dict) -> bool:
+    hires = any(k in fields or f"{k}-1" in fields for k in HIRES_KEYS)
+    if option.attr == "denoising_strength":
+        return not hires
+    if option.attr == "hr_denoising_strength":
+        return hires
+    return True
+
+
+def options_from_infotext(fields: dict, where: str = "picture") -> dict:
+    """Request fields from a parsed infotext (`metadata.infotext.parse_infotext`), by the table."""
+    values = {}
+    for option in OPTIONS:
+        key = option.infotext
+        if key is None or not _reads(option, fields):
+            continue
+        try:
+            if option.kind is tuple and f"{key}-1" in fields:  # the parser splits "WxH" into -1 / -2
+                values.update(option.changes((int(fields[f"{key}-1"]), int(fields[f"{key}-2"]))))
+            elif key in fields:
+                values.update(option.changes(option.from_infotext(fields[key])))
+        except (ValueError, Sd1kitError):
+            raise Sd1kitError(where, f"parameter {key!r} has an unreadable value {fields.get(key)!r}") from None
+    if any(k in fields or f"{k}-1" in fields for k in HIRES_KEYS):
+        values["enable_hr"] = True
+    return values
+
+
+def _api_value(payload: dict, name: str):
+    if name.startswith("override_settings."):
+        settings = payload.get("override_settings") or {}
+        if not isinstance(settings, dict):
+            raise Sd1kitError("override_settings", "expected a JSON object")
+        return settings.get(name.split(".", 1)[1])
+    return payload.get(name)
+
+
+def _api_convert(option: Option, raw, name: str):
+    if option.from_api is not None:
+        return option.from_api(raw)
+    if option.kind is bool:
+        if isinstance(raw, str):
+            return _bool_text(raw)
+        return bool(raw)
+    if option.kind in (int, float):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise ValueError(raw)
+        value = float(raw)
+        if option.kind is int:
+            if not value.is_integer():
+                raise ValueError(raw)
+            return int(value)
+        return value
+    if option.kind is tuple:
+        return tuple(int(v) for v in raw)
+    return str(raw)
+
+
+def options_from_api(payload: dict, kind: str) -> dict:
+    """Request fields from an A1111 txt2img / img2img payload, by the table: only fields the payload has."""
+    values = {}
+    for option in OPTIONS:
+        if option.api is None or (option.mode is not None and option.mode != kind):
+            continue
+        names = option.api if isinstance(option.api, tuple) else (option.api,)
+        raws = [_api_value(payload, n) for n in names]
+        if any(r is None for r in raws):
+            continue
+        raw = tuple(raws) if len(raws) > 1 else raws[0]
+        try:
+            value = _api_convert(option, raw, names[0])
+        except (ValueError, TypeError, OverflowError):
+            raise Sd1kitError(names[0], f"{raw!r} is not a valid {option.kind.__name__}") from None
+        option.check(value, names[0])
+        if option.kind is tuple and value is None:
+            continue
+        values.update(option.changes(value))
+    if payload.get("sampler_name") is None and payload.get("sampler_index"):  # older clients
+        values["sampler"] = str(payload["sampler_index"])
+    return values
+
+
+def add_cli_flags(parser) -> None:
+    """`generate`'s option flags, one per row; each defaults to None (= not given)."""
+    import argparse
+
+    for option in OPTIONS:
+        if option.cli is None:
+            continue
+        kw: dict = {"dest": option.attr, "default": None, "help": option.help or None}
+        if option.attr == "zero_terminal_snr":
+            kw["action"] = argparse.BooleanOptionalAction
+        elif option.kind is bool:
+            kw["action"] = "store_const"
+            kw["const"] = not option.default
+        elif option.kind is tuple:
+            kw["type"], kw["metavar"] = parse_pair, "WxH"
+        else:
+            kw["type"] = option.kind
+            if option.choices:
+                kw["choices"] = option.choices
+        parser.add_argument(option.cli, **kw)
+
+
+def options_from_cli(args) -> dict:
+    """Request fields of the flags given on the command line."""
+    values = {}
+    for option in OPTIONS:
+        value = getattr(args, option.attr, None) if option.cli else None
+        if value is not None:
+            option.check(value, option.cli)
+            values.update(option.changes(value))
+    return values
+
+
+def cli_args(option: Option, value) -> list[str]:
+    """The command-line words that set `option` to `value` (the table walk's CLI side)."""
+    if option.kind is bool:
+        if option.attr == "zero_terminal_snr":
+            return [option.cli if value else "--no-ztsnr"]
+        return [option.cli] if value != option.default else []
+    if option.kind is tuple:
+        return [option.cli, "{}x{}".format(*value)]
+    return [option.cli, str(value)]
+
+
+def api_fields(option: Option, value) -> dict:
+    """The payload fields that set `option` to `value` (the table walk's API side)."""
+    names = option.api if isinstance(option.api, tuple) else (option.api,)
+    values = value if option.kind is tuple else (value,)
+    if option.attr == "masked_content":
+        values = (INPAINTING_FILL.index(value),)
+    payload: dict = {}
+    for name, v in zip(names, values):
+        if name.startswith("override_settings."):
+            payload.setdefault("override_settings", {})[name.split(".", 1)[1]] = v
+        else:
+            payload[name] = v
+    return payload
+
+
+def json_schema(kind: str) -> dict:
+    """The OpenAPI schema of a txt2img / img2img payload's option fields, from the table."""
+    types = {int: "integer", float: "number", str: "string", bool: "boolean"}
+    props: dict = {"prompt": {"type": "string"}, "negative_prompt": {"type": "string"}}
+    settings: dict = {"sd_model_checkpoint": {"type": "string"}, "sd_vae": {"type": "string"}}
+    for option in OPTIONS:
+        if option.api is None or (option.mode is not None and option.mode != kind):
+            continue
+        names = option.api if isinstance(option.api, tuple) else (option.api,)
+        for name in names:
+            entry: dict = {"type": types.get(option.kind, "integer"), "description": option.help}
+            if option.default is not None and option.kind is not tuple:
+                entry["default"] = option.default
+            if option.bounds:
+                entry["minimum"], entry["maximum"] = option.bounds
+            if option.choices and option.from_api is None:
+                entry["enum"] = list(option.choices)
+            target = settings if name.startswith("override_settings.") else props
+            target[name.split(".", 1)[-1]] = entry
+    props["override_settings"] = {"type": "object", "properties": settings}
+    props["override_settings_restore_afterwards"] = {"type": "boolean", "default": True}
+    props["alwayson_scripts"] = {"type": "object", "description": "ControlNet units: {'ControlNet': {'args': [...]}}"}
+    props["send_images"] = {"type": "boolean", "default": True}
+    props["sd1kit_dry_run"] = {"type": "boolean", "default": False, "description": "return the plan, run nothing"}
+    if kind == "img2img":
+        props["init_images"] = {"type": "array", "items": {"type": "string"}}
+        props["mask"] = {"type": "string"}
+    return {"type": "object", "properties": props}

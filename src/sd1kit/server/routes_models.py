@@ -1,0 +1,117 @@
+"""A1111's listings and settings: models, VAEs, LoRAs, embeddings, samplers, schedulers, upscalers, options, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from sd1kit.server.state import State, find_checkpoint, list_checkpoints
+
+router = APIRouter()
+
+
+@router.get("/sdapi/v1/sd-models")
+async def sd_models(state: State):
+    return await asyncio.to_thread(list_checkpoints, state)
+
+
+@router.post("/sdapi/v1/refresh-checkpoints")
+async def refresh_checkpoints():
+    return {}
+
+
+@router.get("/sdapi/v1/sd-vae")
+async def sd_vae(state: State):
+    folder = state.folder("VAE")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".pt", ".ckpt", ".safetensors")) \
+        if folder and folder.is_dir() else []
+    return [{"model_name": p.name, "filename": str(p)} for p in files]
+
+
+@router.get("/sdapi/v1/loras")
+async def loras(state: State):
+    from sd1kit.adapters.library import SUFFIXES
+
+    folders = [f for f in (state.folder("Lora"), state.folder("LyCORIS")) if f and f.is_dir()]
+    files = sorted(p for f in folders for p in f.rglob("*") if p.suffix.lower() in SUFFIXES)
+    return [{"name": p.stem, "alias": p.stem, "path": str(p), "metadata": {}} for p in files]
+
+
+@router.post("/sdapi/v1/refresh-loras")
+async def refresh_loras():
+    return {}
+
+
+@router.get("/sdapi/v1/embeddings")
+async def embeddings(state: State):
+    folder = state.embeddings_folder()
+    if folder is None:
+        return {"loaded": {}, "skipped": {}}
+
+    def scan():
+        from sd1kit.models.tokenizer import clip_tokenizer
+        from sd1kit.prompts.embeddings import load_embedding_dir
+
+        width = state.loaded.modules.text_encoder_config.hidden_size if state.loaded is not None else 768
+        db = load_embedding_dir(folder, clip_tokenizer(), width=width)
+        loaded = {name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": width,
+                         "vectors": e.vectors} for name, e in db.embeddings.items()}
+        return {"loaded": loaded, "skipped": {Path(k).stem: {"reason": v} for k, v in db.skipped.items()}}
+    return await asyncio.to_thread(scan)
+
+
+@router.get("/sdapi/v1/samplers")
+async def samplers():
+    from sd1kit.sampling.registry import SAMPLERS
+
+    return [{"name": s.name, "aliases": [s.id, *s.aliases], "options": {}} for s in SAMPLERS]
+
+
+@router.get("/sdapi/v1/schedulers")
+async def schedulers():
+    from sd1kit.sampling.registry import SCHEDULES
+
+    return [{"name": s.id, "label": s.name, "aliases": list(s.aliases), "default_rho": -1,
+             "need_inner_model": s.needs_model} for s in SCHEDULES]
+
+
+@router.get("/sdapi/v1/upscalers")
+async def upscalers():
+    from sd1kit.pipeline.hires import LATENT_UPSCALERS, PIXEL_UPSCALERS
+
+    return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for n in [*LATENT_UPSCALERS, *PIXEL_UPSCALERS]]
+
+
+@router.get("/sdapi/v1/options")
+async def get_options(state: State):
+    return {"sd_model_checkpoint": state.model_title, "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1,
+            "eta_noise_seed_delta": 0, "randn_source": "GPU", **state.options}
+
+
+@router.post("/sdapi/v1/options")
+async def set_options(payload: dict, state: State):
+    if "sd_model_checkpoint" in payload:
+        entry = find_checkpoint(state, str(payload["sd_model_checkpoint"]))
+
+        def switch(job):
+            state.model_title = entry["title"]
+            state.load(job)
+            return None
+        await state.run("options", switch)
+    if "sd_vae" in payload:
+        state.find_vae(payload["sd_vae"])  # refuse a name that is not there, or is a path
+    state.options.update({k: v for k, v in payload.items() if k != "sd_model_checkpoint"})
+    return None
+
+
+@router.get("/sdapi/v1/memory")
+async def memory():
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"ram": {"total": total, "used": rss, "peak": rss}, "cuda": {"error": "no CUDA device"}}

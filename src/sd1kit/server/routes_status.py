@@ -1,0 +1,68 @@
+"""A1111's png-info, progress, interrupt and skip; and the web page."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from sd1kit.server.a1111 import decode_image, encode_png
+from sd1kit.server.state import State
+
+router = APIRouter()  # /sdapi/v1/png-info, progress, interrupt, skip
+page_router = APIRouter()  # /
+
+
+@router.post("/sdapi/v1/png-info")
+async def png_info(payload: dict):
+    from sd1kit.metadata.containers import Containers
+    from sd1kit.metadata.readers import read_found
+
+    image = decode_image(payload.get("image", ""), "image")
+    found = Containers("<upload>", image.format, image.size, image.mode,
+                       {k: v for k, v in image.info.items() if isinstance(v, str)})
+    info = read_found(found)
+    text = info.to_infotext() if info.tool else ""
+    return {"info": text, "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
+            "parameters": {"Prompt": info.prompt, "Negative prompt": info.negative_prompt, **info.parameters},
+            "tool": info.tool}
+
+
+@router.get("/sdapi/v1/progress")
+async def progress(state: State, skip_current_image: bool = False):
+    job = state.jobs.current
+    if job is None:
+        return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
+                "state": {"skipped": False, "interrupted": False, "job": "", "job_count": state.jobs.pending(),
+                          "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}}
+    fraction = job.step / job.steps if job.steps else 0.0
+    elapsed = time.time() - (job.started or time.time())
+    eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
+    image = None
+    if not skip_current_image and job.preview is not None:
+        from sd1kit.pipeline.images import preview
+
+        image = encode_png(preview(job.preview[:1]))
+    return {"progress": fraction, "eta_relative": eta, "current_image": image, "textinfo": None,
+            "state": {"skipped": False, "interrupted": job.stop, "job": job.id,
+                      "job_count": state.jobs.pending() + 1, "job_timestamp": str(int(job.started or 0)),
+                      "job_no": 0, "sampling_step": job.step, "sampling_steps": job.steps}}
+
+
+@router.post("/sdapi/v1/interrupt")
+async def interrupt(state: State):
+    state.jobs.interrupt()
+    return {}
+
+
+@router.post("/sdapi/v1/skip")
+async def skip(state: State):
+    state.jobs.interrupt()  # one job is one batch here: skipping it is stopping it, keeping its image
+    return {}
+
+
+@page_router.get("/", response_class=HTMLResponse)
+async def page():
+    return resources.files("sd1kit.server").joinpath("page.html").read_text(encoding="utf-8")

@@ -1,0 +1,126 @@
+"""The server's state: its configuration, the job queue, the loaded model, and the lookups of names in the models
+folder (checkpoints, VAEs, ControlNets, embeddings). Routes reach it through `request.app.state.sd1kit`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.server.jobs import JobQueue
+
+BUILTIN_TITLE = "sd1kit-demo [built-in]"  # the default model (sd1kit.demo)
+MODEL_SUFFIXES = (".safetensors", ".ckpt")
+MAX_BODY = 64 << 20
+_UNSAFE_NAME = re.compile(r"(^[/\\~])|(\.\.)|([/\\])|(^[A-Za-z]:)|%2f|%5c|%2e%2e", re.IGNORECASE)
+
+
+@dataclass
+class ServerConfig:
+    models_dir: Path | None = None  # the A1111 layout: Stable-diffusion/, VAE/, Lora/, LyCORIS/, ControlNet/
+    auth: tuple[str, str] | None = None
+    queue_size: int = 16
+    device: str = "cpu"  # or "auto"
+    dtype: str = "fp32"
+    model: str | None = None  # a title, name or hash of the model to start with (default: the built-in)
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    jobs: JobQueue
+    model_title: str = BUILTIN_TITLE
+    loaded: object = None  # LoadedModel
+    options: dict = field(default_factory=dict)
+
+    loaded_title: str | None = None  # the title `loaded` was loaded as
+
+    def folder(self, kind: str) -> Path | None:
+        return self.config.models_dir / kind if self.config.models_dir else None
+
+    def find(self, kind: str, name: str, what: str) -> str:
+        """A file or folder named `name` (stem or full name) anywhere in models/<kind>, never a client's path."""
+        name = safe_name(name, what)
+        folder = self.folder(kind)
+        for path in sorted(folder.rglob("*")) if folder and folder.is_dir() else []:
+            if name in (path.stem, path.name):
+                return str(path)
+        raise Sd1kitError(what, f"{name!r} is not in the models folder's {kind}/")
+
+    def find_controlnet(self, name: str) -> str:
+        return self.find("ControlNet", name.split(" [")[0].strip(), "ControlNet model")
+
+    def find_vae(self, name) -> str | None:
+        return None if not name or name in ("Automatic", "None") else self.find("VAE", str(name), "sd_vae")
+
+    def embeddings_folder(self) -> Path | None:
+        """A1111's `embeddings/` beside `models/` (or $SD1KIT_HOME/embeddings)."""
+        candidates = [self.config.models_dir.parent / "embeddings"] if self.config.models_dir else []
+        candidates.append(Path(os.environ.get("SD1KIT_HOME", ".")) / "embeddings")
+        return next((c for c in candidates if c.is_dir()), None)
+
+    def load(self, job=None):
+        """The model titled `model_title`, loaded once (run on the job queue's worker)."""
+        from sd1kit.pipeline.device import pick_device, pick_dtype
+        from sd1kit.pipeline.model import load_model
+
+        if self.loaded is None or self.loaded_title != self.model_title:
+            entry = find_checkpoint(self, self.model_title)
+            device = pick_device(self.config.device)
+            self.loaded = load_model(entry["filename"], device=device, dtype=pick_dtype(self.config.dtype, device))
+            self.loaded_title = self.model_title
+        return self.loaded
+
+    async def run(self, kind: str, work):
+        """Enqueue `work` and await its result."""
+        job = self.jobs.submit(kind, work)
+        return await asyncio.wrap_future(job.future)
+
+
+async def get_state(request: Request) -> ServerState:
+    return request.app.state.sd1kit
+
+
+State = Annotated[ServerState, Depends(get_state)]
+
+
+def safe_name(value: str, what: str) -> str:
+    """A client-given model / VAE / LoRA name: a name inside the configured folders, never a path."""
+    if not isinstance(value, str) or not value.strip() or _UNSAFE_NAME.search(value) or "\0" in value:
+        raise Sd1kitError(what, f"{value!r} is not a plain name inside the models folder")
+    return value.strip()
+
+
+def list_checkpoints(state: ServerState) -> list[dict]:
+    from sd1kit.formats.hashes import file_hashes
+
+    from sd1kit.demo import DEMO_NAMES, demo_model
+
+    entries = []
+    for name, path in ((n, demo_model(n)) for n in DEMO_NAMES):
+        h = file_hashes(path)
+        entries.append({"title": f"{name} [built-in]", "model_name": name, "hash": h.a1111_short, "sha256": h.sha256,
+                        "filename": str(path), "config": None})
+    folder = state.folder("Stable-diffusion")
+    if folder and folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES):
+            h = file_hashes(path)
+            name = str(path.relative_to(folder))
+            entries.append({"title": f"{name} [{h.a1111_short}]", "model_name": path.stem, "hash": h.a1111_short,
+                            "sha256": h.sha256, "filename": str(path), "config": None})
+    return entries
+
+
+def find_checkpoint(state: ServerState, wanted: str) -> dict:
+    wanted = (wanted if wanted.endswith(" [built-in]") else
+              safe_name(wanted.split(" [")[0] if " [" in wanted else wanted, "sd_model_checkpoint"))
+    for entry in list_checkpoints(state):
+        if wanted in (entry["title"], entry["model_name"], entry["hash"], entry["title"].split(" [")[0]):
+            return entry
+    raise Sd1kitError("sd_model_checkpoint", f"{wanted!r} is not in the models folder")

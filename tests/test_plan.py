@@ -1,0 +1,252 @@
+"""The generation plan: one option table for every surface, settings with their sources, modifiers that compose or
+are refused before any work, and no infotext naming what did not run."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.metadata.infotext import parse_infotext
+from sd1kit.pipeline.options import (
+    OPTIONS, WriteContext, add_cli_flags, api_fields, cli_args, infotext_params, options_from_api, options_from_cli,
+    options_from_infotext,
+)
+from sd1kit.pipeline.request import GenerationRequest
+from sd1kit.sampling.registry import resolve_sampler
+
+
+def _context_request(option, value) -> GenerationRequest:
+    base = {k: v for k, v in option.context.items()}
+    return GenerationRequest(**base).with_(**option.changes(value))
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.infotext], ids=lambda o: o.attr)
+def test_every_option_round_trips_request_infotext_request(option):
+    assert option.example is not None and option.example != option.default, "every row declares an example"
+    request = _context_request(option, option.example)
+    spec, _ = resolve_sampler(request.sampler, request.schedule)
+    ctx = WriteContext(seed=request.seed, subseed=request.subseed, size=(request.width, request.height),
+                       sampler=spec, schedule_label=request.schedule, inpainting_model=True)
+    params = infotext_params(request, ctx)
+    assert option.infotext in params, f"{option.attr} is not written"
+    from sd1kit.metadata.infotext import create_infotext
+
+    fields = parse_infotext(create_infotext("p", "", params))
+    values = options_from_infotext(fields)
+    assert option.changes(option.example).items() <= values.items()
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    add_cli_flags(parser)
+    return parser
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.cli or o.api], ids=lambda o: o.attr)
+def test_every_option_is_on_every_surface_and_they_agree(option):
+    assert option.cli and option.api, f"{option.attr} must have both a CLI flag and an API field"
+    from_cli = options_from_cli(_parser().parse_args(cli_args(option, option.example)))
+    kind = option.mode or "txt2img"
+    from_api = options_from_api(api_fields(option, option.example), kind)
+    assert from_cli == from_api == option.changes(option.example)
+
+
+def test_table_has_no_duplicate_names():
+    for what in ("attr", "cli"):
+        names = [getattr(o, what) for o in OPTIONS if getattr(o, what)]
+        assert len(names) == len(set(names)), what
+    keyed = {}
+    for o in OPTIONS:  # one infotext key is shared only by options of different job kinds / conditions
+        if o.infotext:
+            keyed.setdefault(o.infotext, []).append(o.attr)
+    assert {k: v for k, v in keyed.items() if len(v) > 1} == {
+        "Denoising strength": ["denoising_strength", "hr_denoising_strength"]}
+
+
+def test_bad_values_are_refused_with_the_field_name():
+    with pytest.raises(Sd1kitError, match="steps"):
+        options_from_api({"steps": "many"}, "txt2img")
+    with pytest.raises(Sd1kitError, match="cfg_scale: must be a finite number"):
+        options_from_api({"cfg_scale": float("nan")}, "txt2img")
+    with pytest.raises(Sd1kitError, match="denoising_strength: must be between 0 and 1"):
+        options_from_api({"denoising_strength": 5}, "img2img")
+
+
+def test_openapi_schema_comes_from_the_table():
+    from fastapi.testclient import TestClient
+
+    from sd1kit.server.app import ServerConfig, create_app
+
+    schema = TestClient(create_app(ServerConfig())).get("/openapi.json").json()
+    body = schema["paths"]["/sdapi/v1/txt2img"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    for option in OPTIONS:
+        if option.api and option.mode != "img2img":
+            names = option.api if isinstance(option.api, tuple) else (option.api,)
+            for name in names:
+                where = body["properties"]["override_settings"]["properties"] if "." in name else body["properties"]
+                assert name.split(".")[-1] in where, name
+
+
+# --- modifiers: compose, or refused before any work; the infotext names only what ran ---
+
+@pytest.fixture(scope="module")
+def combo(tmp_path_factory):
+    from PIL import Image
+
+    from sd1kit.adapters.live import live_shapes
+    from sd1kit.dev.adapters import write_synthetic_adapter
+    from sd1kit.dev.controlnet import write_tiny_controlnet
+    from sd1kit.pipeline.model import random_tiny_model
+
+    folder = tmp_path_factory.mktemp("combo")
+    model = random_tiny_model()
+    (folder / "Lora").mkdir()
+    write_synthetic_adapter(folder / "Lora" / "style.safetensors", live_shapes(model.modules), rank=4, seed=1)
+    picture = np.zeros((64, 64, 3), np.uint8)
+    picture[16:48, 8:40] = 255
+    Image.fromarray(picture).save(folder / "control.png")
+    return {"model": model, "controlnet": write_tiny_controlnet(folder / "cn.safetensors", "ldm"),
+            "image": folder / "control.png", "lora_dir": folder / "Lora"}
+
+
+def _combo_request(combo, without=()):
+    from sd1kit.pipeline.controlnet import ControlUnit
+
+    unit = ControlUnit(str(combo["controlnet"]), str(combo["image"]), "none", 1.0, 0.0, 1.0, "Balanced",
+                       "Crop and Resize", False)
+    kw = {"prompt": "1girl" + ("" if "lora" in without else " <lora:style:1>"), "negative_prompt": "lowres",
+          "steps": 6, "width": 64, "height": 64, "seed": 3, "lora_dir": str(combo["lora_dir"]),
+          "deepcache": 0 if "deepcache" in without else 2, "token_merging": 0 if "token_merging" in without else 0.5,
+          "controlnets": [] if "controlnet" in without else [unit]}
+    return GenerationRequest(**kw)
+
+
+def test_controlnet_deepcache_token_merging_and_lora_run_together(combo):
+    from sd1kit.pipeline.generate import generate
+
+    full = generate(_combo_request(combo), combo["model"])
+    plan = full.plan
+    assert [m.kind for m in plan.modifiers] == ["lora", "token_merging", "deepcache", "controlnet"]
+    assert all(m.ran() for m in plan.modifiers)
+    deepcache = next(m for m in plan.modifiers if m.kind == "deepcache")
+    assert deepcache.as_json()["shallow_calls"] > 0  # it skipped, with the ControlNet's residuals
+    text = full.images[0].infotext
+    for key in ("Lora hashes: ", "Token merging ratio: 0.5", "DeepCache: 2", "ControlNet 0: "):
+        assert key in text
+    pixels = np.asarray(full.images[0].image).astype(int)
+    for kind in ("lora", "token_merging", "deepcache", "controlnet"):
+        other = generate(_combo_request(combo, without=(kind,)), combo["model"])
+        assert not np.array_equal(np.asarray(other.images[0].image).astype(int), pixels), f"{kind} made no difference"
+        names = {"lora": "Lora hashes", "token_merging": "Token merging", "deepcache": "DeepCache",
+                 "controlnet": "ControlNet 0"}
+        assert names[kind] not in other.images[0].infotext
+
+
+def test_a_modifier_that_cannot_apply_is_refused_before_sampling(combo):
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.model import load_model
+
+    steps = []
+    with pytest.raises(Sd1kitError) as e:  # the tiny ControlNet was built beside another UNet topology
+        generate(_combo_request(combo).with_(lora_dir=None, prompt="x"), load_model(),
+                 callback=lambda *a: steps.append(a))
+    assert steps == [] and "\n" not in str(e.value) and "ControlNet for a UNet of widths" in str(e.value)
+
+
+def test_no_infotext_names_a_modifier_that_did_not_run(combo):
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.modifiers import Modifier
+
+    class Idle(Modifier):
+        kind = "idle"
+
+        def params(self):
+            return {"Idle thing": "yes"}
+
+        def ran(self):
+            return False
+
+    from dataclasses import replace
+
+    from sd1kit.pipeline.generate import run
+    from sd1kit.pipeline.plan import plan
+
+    p = plan(_combo_request(combo, without=("controlnet", "lora")), combo["model"])
+    p = replace(p, modifiers=(*p.modifiers, Idle()))
+    assert "Idle thing" in p.infotext(3, 3)  # the plan says it would be written...
+    result = run(p)
+    assert "Idle thing" not in result.images[0].infotext  # ...but it did not run, so it is not
+    assert any("idle did not run" in w for w in result.warnings)
+    assert generate  # the public entry is generate(request, model) = run(plan(request, model))
+
+
+# --- model defaults decided once: the same v model through the library, the CLI and the API ---
+
+@pytest.fixture
+def catalog_v_model(tmp_path, tiny_models, monkeypatch):
+    """A user catalog record: v-prediction, zero terminal SNR, clip skip 2, for a tiny file with no yaml."""
+    import hashlib
+    import shutil
+
+    models = tmp_path / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    path = models / "mine.safetensors"
+    shutil.copy(tiny_models["sd15"], path)  # an epsilon-looking file: only the catalog says v
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    record = tmp_path / "catalog.toml"
+    record.write_text(f'''[[model]]
+id = "my-vmodel"
+name = "My v model"
+kind = "checkpoint"
+files = [{{ name = "mine.safetensors", sha256 = "{sha}", short = "{sha[:10]}" }}]
+prediction = "v"
+zero_terminal_snr = true
+yaml = "v-prediction"
+settings = {{ clip_skip = 2 }}
+''')
+    monkeypatch.setenv("SD1KIT_CATALOG", str(record))
+    from sd1kit.catalog.catalog import _load
+
+    _load.cache_clear()
+    yield path
+    _load.cache_clear()
+
+
+def test_catalog_v_model_is_the_same_through_library_cli_and_api(catalog_v_model, cli, tmp_path):
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from sd1kit.metadata.readers import read_picture
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.server.app import ServerConfig, create_app
+
+    request = GenerationRequest(prompt="1girl, smile", negative_prompt="lowres", steps=3, width=64, height=64, seed=5)
+    lib = generate(request, load_model(catalog_v_model))
+    settings = lib.plan.settings
+    assert (settings["prediction"].value, settings["prediction"].source) == ("v", "catalog:my-vmodel")
+    assert settings["zero_terminal_snr"].value is True and settings["clip_skip"].value == 2
+    text = lib.images[0].infotext
+    assert "Clip skip: 2" in text and "Noise Schedule: Zero Terminal SNR" in text
+    r = cli("generate", "1girl, smile", "--negative", "lowres", "--model", catalog_v_model, "--steps", "3",
+            "--size", "64x64", "--seed", "5", "--out", tmp_path / "cli", "--quiet")
+    assert r.code == 0, r.err
+    png = next((tmp_path / "cli").glob("*.png"))
+    with TestClient(create_app(ServerConfig(models_dir=catalog_v_model.parent.parent))) as client:
+        answer = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "1girl, smile", "negative_prompt": "lowres", "steps": 3, "width": 64, "height": 64, "seed": 5,
+            "override_settings": {"sd_model_checkpoint": "mine"}})
+        assert answer.status_code == 200, answer.text
+        api_picture = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+        api_picture.load()
+    pixels = np.asarray(lib.images[0].image)
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), pixels)
+    assert np.array_equal(np.asarray(api_picture.convert("RGB")), pixels)
+    assert read_picture(png).to_infotext() == text
+    assert api_picture.info["parameters"] == text
