@@ -16,7 +16,8 @@ import metadata_samples as S
 from sd1kit.metadata.infotext import PARAM, create_infotext, param_pairs, split_infotext
 from sd1kit.metadata.readers import read_picture, read_text
 from sd1kit.pipeline.from_picture import request_from_infotext
-from sd1kit.pipeline.generate import infotext_params
+from sd1kit.pipeline.options import WriteContext, infotext_params
+from sd1kit.sampling.registry import resolve_sampler
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.sampling.registry import SAMPLERS, SCHEDULES
 
@@ -87,14 +88,18 @@ RECORDED = ("prompt", "negative_prompt", "steps", "cfg_scale", "cfg_rescale", "w
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_requests(), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
 def test_parse_of_written_request_is_the_request(request, seed, subseed):
-    params = infotext_params(request, "model_v1", "0123456789", seed, subseed, request.width, request.height)
+    from sd1kit.metadata.infotext import a1111_order
+    from sd1kit.sampling.registry import a1111_names
+
+    spec, _ = resolve_sampler(request.sampler, request.schedule)
+    ctx = WriteContext(seed, subseed, (request.width, request.height), spec, a1111_names(request.sampler,
+                                                                                       request.schedule)[1])
+    params = a1111_order({**infotext_params(request, ctx), "Model hash": "0123456789", "Model": "model_v1"})
     text = create_infotext(request.prompt, request.negative_prompt, params)
     back, _ = request_from_infotext(text)
     for attr in RECORDED:
         assert getattr(back, attr) == getattr(request, attr), attr
     assert back.seed == seed and (back.subseed == subseed or not request.subseed_strength)
-    from sd1kit.sampling.registry import resolve_sampler
-
     assert resolve_sampler(back.sampler, back.schedule) == resolve_sampler(request.sampler, request.schedule)
     if request.enable_hr:
         assert (back.hr_scale, back.hr_upscaler, back.hr_denoising_strength) == \

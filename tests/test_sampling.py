@@ -194,12 +194,24 @@ def test_unknown_sampler_suggests():
         resolve_sampler("Eular a")
 
 
+class Unguided:
+    """A model without CFG seen as a CFG denoiser whose negative prompt gives what the prompt gives (DDIM CFG++
+    reads the uncond x0-hat of the latest call)."""
+
+    def __init__(self, fn):
+        self.fn, self.last_uncond_denoised = fn, None
+
+    def __call__(self, x, sigma):
+        self.last_uncond_denoised = out = self.fn(x, sigma)
+        return out
+
+
 @pytest.mark.parametrize("spec", [s for s in SAMPLERS], ids=lambda s: s.id)
 def test_image_i_of_a_batch_equals_its_seed_alone(spec):
     _, sched = resolve_sampler(spec.name)
     sigmas = get_sigmas(spec, sched, 6, SCHEDULE)
     data = GaussianData((4, 8, 8))
-    model = lambda x, sigma: data(x.double(), sigma).float()
+    model = Unguided(lambda x, sigma: data(x.double(), sigma).float())
     seeds = [21, 22, 23]
 
     def generate(batch_seeds):
@@ -339,7 +351,9 @@ def test_plms_is_exact_for_point_data():
         counted = lambda x, sigma: calls.append(1) or model(x, sigma)
         outs[name] = run_sampler(spec, counted, initial_latent(spec, noise, sigmas), sigmas, schedule=SCHEDULE)
         assert len(calls) == (20 if name == "PLMS" else 19)
-    torch.testing.assert_close(outs["PLMS"], outs["DDIM"], rtol=1e-9, atol=1e-9)
+    # the point data is exact for the alphas of the float32 sigmas, 1 / (1 + sigma^2); the samplers step with the
+    # model's alphas_cumprod, as A1111's do: the two differ by float32 rounding
+    torch.testing.assert_close(outs["PLMS"], outs["DDIM"], rtol=1e-7, atol=1e-7)
     ac = K.sd1_alphas_cumprod().double()  # the start is the VP latent at timestep 951, the end the one at 1
     eps = (noise - ac[951].sqrt() * x0) / (1 - ac[951]).sqrt()
     torch.testing.assert_close(outs["DDIM"], ac[1].sqrt() * x0 + (1 - ac[1]).sqrt() * eps, rtol=1e-6, atol=1e-6)
@@ -455,3 +469,209 @@ def test_lcm_sees_the_model_through_lcms_50_timesteps():
     assert seen[0] % 20 == 19  # a real LCM timestep
     scaled = seen[0] * 10.0
     torch.testing.assert_close(out, x * (scaled / (scaled ** 2 + 0.25) ** 0.5 + 0.25 / (scaled ** 2 + 0.25)))
+
+
+# --- A1111 1.10 names, DDIM CFG++, LCM over any schedule type, downcast alphas_cumprod ---
+
+A1111_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+                  "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart",
+                  "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM"]  # A1111 1.10's all_samplers, in its order
+
+
+def test_the_sampler_list_is_a1111s():
+    assert [s.name for s in SAMPLERS] == A1111_SAMPLERS
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "Euler", "DPM++ 2M SDE Heun", "DDIM CFG++", "LCM"])
+def test_a_sampler_name_with_any_schedule_label_or_id_resolves(sampler):
+    spec = resolve_sampler(sampler)[0]
+    for sched in SCHEDULES[1:]:
+        for suffix in (sched.name, sched.id, *sched.aliases):
+            assert resolve_sampler(f"{sampler} {suffix}") == (spec, sched), suffix
+    assert resolve_sampler(f"{sampler} Automatic") == resolve_sampler(sampler)
+
+
+def test_a1111_combined_names():
+    from sd1kit.sampling.registry import a1111_names
+
+    cases = {"Euler a sgm_uniform": ("Euler a", "SGM Uniform"), "DPM++ 2M kl_optimal": ("DPM++ 2M", "KL Optimal"),
+             "Euler align_your_steps": ("Euler", "Align Your Steps"), "Euler a Automatic": ("Euler a", "Uniform"),
+             "DDIM CFG++": ("DDIM CFG++", "Uniform"), "ddim_cfgpp": ("DDIM CFG++", "Uniform"),
+             "Euler SGM Uniform": ("Euler", "SGM Uniform"), "Euler a DDIM": ("Euler a", "DDIM")}
+    assert {n: tuple(x.name for x in resolve_sampler(n)) for n in cases} == cases
+    # as in A1111, a schedule in the sampler's name wins over the schedule type beside it
+    assert resolve_sampler("DPM++ 2M Karras", "Exponential")[1].name == "Karras"
+    assert resolve_sampler("Euler a Automatic", "Karras")[1].name == "Uniform"
+    # A1111's own (sampler, schedule type) labels: a sampler's default schedule reads "Automatic"
+    assert a1111_names("DPM++ 2M Karras") == ("DPM++ 2M", "Automatic")
+    assert a1111_names("Euler a sgm_uniform") == ("Euler a", "SGM Uniform")
+    assert a1111_names("Euler a", "Karras") == ("Euler a", "Karras")
+    assert a1111_names("DPM++ 2M SDE", "exponential") == ("DPM++ 2M SDE", "Automatic")
+
+
+class EpsModel:
+    """A raw epsilon UNet stand-in whose output depends on x, t and the conditioning (cond rows filled with 1,
+    uncond rows with -0.5); it records the timesteps it sees."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, x_in, t, context, image_cond=None):
+        self.seen.extend(t.tolist())
+        c = context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1).to(x_in.dtype)
+        tt = t.to(x_in.dtype).reshape(-1, 1, 1, 1) / 1000
+        return 0.3 * torch.tanh(x_in) + c * (0.2 + tt) + 0.05 * x_in * tt
+
+
+def _a1111_ddim_cfgpp(eps_model, cond, uncond, x, steps, cfg_scale, eta, noise, ac):
+    """A1111's ddim_cfgpp (`modules/sd_samplers_timesteps_impl.py`) written out in the VP form on integer
+    timesteps: guided epsilon at cfg_scale / 12.5, the uncond epsilon as the direction back to x_t."""
+    ts = torch.clip(torch.arange(0, 1000, 1000 // steps) + 1, 0, 999)
+    a_all = ac[ts]
+    a_prev_all = ac[torch.nn.functional.pad(ts[:-1], (1, 0))].double()
+    sqrt_one_minus = (1 - a_all).sqrt()
+    sig_all = eta * ((1 - a_prev_all) / (1 - a_all.double()) * (1 - a_all.double() / a_prev_all)).sqrt()
+    for i in range(len(ts) - 1):
+        index = len(ts) - 1 - i
+        t = ts[index].reshape(1).double()
+        e_c, e_u = eps_model(x, t, cond), eps_model(x, t, uncond)
+        e_t = e_u + (e_c - e_u) * (cfg_scale / 12.5)
+        a_t, a_prev, sig = a_all[index].item(), a_prev_all[index].item(), sig_all[index].item()
+        pred_x0 = (x - sqrt_one_minus[index].item() * e_t) / a_t ** 0.5
+        x = a_prev ** 0.5 * pred_x0 + (1 - a_prev - sig ** 2) ** 0.5 * e_u + sig * noise()
+    return x
+
+
+class LinearCFG:
+    """A CFG model without `cfg_scale`: x0-hats of cond and uncond, guided at 7.5, the uncond one exposed."""
+
+    def __init__(self, den, cond, uncond):
+        self.den, self.cond, self.uncond, self.last_uncond_denoised = den, cond, uncond, None
+
+    def __call__(self, x, sigma):
+        c, u = self.den(x, sigma, self.cond), self.den(x, sigma, self.uncond)
+        self.last_uncond_denoised = u
+        return u + 7.5 * (c - u)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.6])
+@pytest.mark.parametrize("kind", ["cfg_denoiser", "linear"])
+def test_ddim_cfgpp_is_a1111s_formula(eta, kind):
+    raw = EpsModel()
+    den = Denoiser(raw, SCHEDULE)
+    cond, uncond = torch.ones(1, 77, 8, dtype=torch.float64), torch.full((1, 77, 8), -0.5, dtype=torch.float64)
+    model = _cfg(den, cond, uncond, cfg_scale=7.5) if kind == "cfg_denoiser" else LinearCFG(den, cond, uncond)
+    noise = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    spec, sched = resolve_sampler("DDIM CFG++")
+    sigmas = get_sigmas(spec, sched, 12, SCHEDULE).double()
+    replay_a, replay_b = ReplayNoise(noise), ReplayNoise(noise)
+    got = run_sampler(spec, model, initial_latent(spec, noise, sigmas), sigmas, rng=None, eta=eta, schedule=SCHEDULE) \
+        if eta == 0 else spec.function(model, initial_latent(spec, noise, sigmas), sigmas, noise_sampler=replay_a,
+                                       eta=eta, schedule=SCHEDULE)
+    assert max(abs(t - round(t)) for t in raw.seen) < 1e-4  # A1111's integer timesteps (float64 logs aside)
+    expected = _a1111_ddim_cfgpp(raw, cond, uncond, noise.clone(), 12, 7.5, eta, lambda: replay_b(None, None),
+                                 SCHEDULE.alphas_cumprod)
+    assert torch.linalg.norm(got - expected) <= 1e-9 * torch.linalg.norm(expected)
+    if kind == "cfg_denoiser":
+        assert model.cfg_scale == 7.5  # scaled for the run only
+        ddim = resolve_sampler("DDIM")[0]
+        plain = run_sampler(ddim, _cfg(den, cond, uncond, cfg_scale=7.5), initial_latent(ddim, noise, sigmas),
+                            sigmas, schedule=SCHEDULE)
+        assert torch.linalg.norm(plain - got) > 1e-3 * torch.linalg.norm(got)
+
+
+def test_ddim_cfgpp_needs_the_uncond_of_a_cfg_denoiser():
+    spec, sched = resolve_sampler("DDIM CFG++")
+    sigmas = get_sigmas(spec, sched, 4, SCHEDULE)
+    with pytest.raises(ValueError, match="last_uncond_denoised"):
+        run_sampler(spec, lambda x, s: x * 0, torch.randn(1, 4, 8, 8), sigmas, schedule=SCHEDULE)
+
+
+class LCMReference:
+    """A1111's LCMCompVisDenoiser schedule (`modules/sd_samplers_lcm.py`), written independently: the model's
+    alphas_cumprod at timesteps 19, 39, ..., 999, and t <-> sigma through those real timesteps."""
+
+    def __init__(self, ac):
+        valid = torch.zeros(50)
+        for k in range(50):
+            valid[49 - k] = ac[999 - k * 20]
+        self.sigmas = ((1 - valid) / valid) ** 0.5
+        self.log_sigmas = self.sigmas.log()
+
+    def sigma_to_t(self, sigma):
+        return (sigma.log() - self.log_sigmas[:, None]).abs().argmin(dim=0).view(sigma.shape) * 20 + 19
+
+    def t_to_sigma(self, t):
+        t = torch.clamp(((t - 19) / 20).float(), min=0, max=49)
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+
+def test_lcm_honours_the_schedule_type():
+    ref = LCMReference(SCHEDULE.alphas_cumprod)
+    lo, hi = float(ref.sigmas[0]), float(ref.sigmas[-1])
+    spec = resolve_sampler("LCM")[0]
+    sigmas = lambda sched, n=6: get_sigmas(spec, resolve_sampler("LCM", sched)[1], n, SCHEDULE)
+    torch.testing.assert_close(sigmas("Karras"), K.get_sigmas_karras(6, lo, hi))
+    torch.testing.assert_close(sigmas("Exponential"), K.get_sigmas_exponential(6, lo, hi))
+    # A1111's sgm_uniform / simple over the LCM denoiser (`modules/sd_schedulers.py`)
+    start, end = ref.sigma_to_t(torch.tensor(hi)), ref.sigma_to_t(torch.tensor(lo))
+    sgm = [float(ref.t_to_sigma(t)) for t in torch.linspace(start, end, 7)[:-1]] + [0.0]
+    torch.testing.assert_close(sigmas("SGM Uniform"), torch.tensor(sgm), rtol=1e-5, atol=0)
+    simple = [float(ref.sigmas[-(1 + int(i * 50 / 6))]) for i in range(6)] + [0.0]
+    torch.testing.assert_close(sigmas("Simple"), torch.tensor(simple), rtol=1e-5, atol=0)
+    # Automatic = Uniform = LCM's own evenly spaced timesteps
+    uniform = torch.cat([ref.t_to_sigma(torch.linspace(999, 19, 6)), torch.zeros(1)])
+    torch.testing.assert_close(sigmas("Automatic"), uniform, rtol=1e-5, atol=0)
+    torch.testing.assert_close(sigmas("Uniform"), uniform, rtol=1e-5, atol=0)
+    assert resolve_sampler("LCM Karras")[1].name == "Karras"
+
+
+def test_downcast_alphas_cumprod_is_a1111s_float16_schedule():
+    plain = K.sd1_alphas_cumprod()
+    down = K.sd1_alphas_cumprod(downcast=True)
+    assert down.dtype == torch.float16 and torch.equal(down, plain.half())
+    ds = K.DiscreteSchedule(down)
+    # k-diffusion computes the sigma table in the float16 it is given: old A1111's sigma_min 0.0312 (not 0.0292)
+    assert ds.sigma_min == 0.03125 and ds.sigma_max == 14.609375
+    torch.testing.assert_close(ds.sigmas, (((1 - down) / down) ** 0.5).float(), rtol=0, atol=0)
+    torch.testing.assert_close(ds.log_sigmas, (((1 - down) / down) ** 0.5).log().float(), rtol=0, atol=0)
+    assert ds.sigmas.dtype == torch.float32 and ds.alphas_cumprod.dtype == torch.float32
+    with pytest.raises(ValueError, match="infinite"):
+        K.sd1_alphas_cumprod(zero_terminal_snr=True, downcast=True)
+
+
+@needs_kd
+def test_downcast_schedules_match_k_diffusion_in_float16():
+    down = K.sd1_alphas_cumprod(downcast=True)
+    ref = KD[1].DiscreteEpsDDPMDenoiser(None, down, quantize=False)
+    ours = K.DiscreteSchedule(down)
+    torch.testing.assert_close(ours.get_sigmas(10), ref.get_sigmas(10).float(), rtol=0, atol=0)
+    probe = torch.tensor([0.5, 1.7, 9.0])
+    torch.testing.assert_close(ours.sigma_to_t(probe), ref.sigma_to_t(probe).float(), rtol=1e-6, atol=1e-4)
+
+
+def test_zero_terminal_snr_is_computed_in_float32_as_a1111():
+    ac = K.sd1_alphas_cumprod()
+    s = ac.sqrt()
+    first, last = s[0].clone(), s[-1].clone()
+    s = s - last
+    s = s * (first / (first - last))
+    expected = s ** 2
+    expected[-1] = 4.8973451890853435e-08
+    assert torch.equal(K.sd1_alphas_cumprod(zero_terminal_snr=True), expected)
+
+
+def test_timestep_samplers_see_integer_timesteps_with_downcast_alphas():
+    ds = K.DiscreteSchedule(K.sd1_alphas_cumprod(downcast=True))
+    raw = EpsModel()
+    den = Denoiser(raw, ds)
+    model = _cfg(den, torch.ones(1, 77, 8), torch.full((1, 77, 8), -0.5))
+    for name in ("DDIM", "DDIM CFG++", "PLMS"):
+        raw.seen.clear()
+        spec, sched = resolve_sampler(name)
+        sigmas = get_sigmas(spec, sched, 10, ds)
+        run_sampler(spec, model, initial_latent(spec, torch.randn(1, 4, 8, 8), sigmas), sigmas, schedule=ds)
+        ts = sorted({round(t) for t in raw.seen})
+        assert max(abs(t - round(t)) for t in raw.seen) < 1e-3, name
+        assert ts == [t for t in range(101, 1000, 100)] or name == "PLMS", (name, ts)

@@ -14,7 +14,7 @@ from PIL import Image
 from sd1kit.pipeline import hires, images, inpaint
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.modifiers import composed_raw
-from sd1kit.pipeline.plan import SEED_MAX, GenerationPlan, Pass, plan  # noqa: F401 - SEED_MAX re-exported
+from sd1kit.pipeline.plan import SEED_MAX, GenerationPlan, Pass, plan, resolve_seed  # noqa: F401 - re-exported
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.prompts.compose import split_and
 from sd1kit.prompts.encode import PromptEncoder, pad_to_same_length

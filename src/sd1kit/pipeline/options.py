@@ -195,12 +195,12 @@ OPTIONS: tuple[Option, ...] = (
            "Automatic, Karras, Exponential, ...", always=True, written=_schedule_written, example="Karras"),
     Option("cfg_scale", float, 7.0, "CFG scale", "--cfg", "cfg_scale", "classifier-free guidance scale",
            bounds=(-100.0, 100.0), always=True, example=4.5),
-    Option("seed", int, -1, "Seed", "--seed", "seed", "-1: random", bounds=(-1, 2 ** 32 - 1), always=True,
+    Option("seed", int, -1, "Seed", "--seed", "seed", "-1: random", bounds=(-1, 2 ** 64 - 1), always=True,
            written=lambda v, r, c: c.seed, example=1234),
     Option("size", tuple, (512, 512), "Size", "--size", ("width", "height"), "WIDTHxHEIGHT (default: the model's "
            "own resolution where its metadata says, else 512x512)", always=True,
            written=lambda v, r, c: "{}x{}".format(*c.size), example=(64, 96)),
-    Option("subseed", int, -1, "Variation seed", "--subseed", "subseed", "variation seed", bounds=(-1, 2 ** 32 - 1),
+    Option("subseed", int, -1, "Variation seed", "--subseed", "subseed", "variation seed", bounds=(-1, 2 ** 64 - 1),
            written=_subseed_written, example=77, context={"subseed_strength": 0.5}),
     Option("subseed_strength", float, 0.0, "Variation seed strength", "--subseed-strength", "subseed_strength",
            bounds=(0.0, 1.0), example=0.25),
@@ -430,11 +430,11 @@ def add_cli_flags(parser) -> None:
             kw["action"] = "store_const"
             kw["const"] = not option.default
         elif option.kind is tuple:
-            kw["type"], kw["metavar"] = parse_pair, "WxH"
+            kw["metavar"] = "WxH"  # parsed by options_from_cli, whose error names the flag in one line
         else:
-            kw["type"] = option.kind
+            kw["type"], kw["metavar"] = option.kind, option.cli[2:].upper().replace("-", "_")
             if option.choices:
-                kw["choices"] = option.choices
+                kw["choices"], kw["metavar"] = option.choices, None
         parser.add_argument(option.cli, **kw)
 
 
@@ -443,6 +443,8 @@ def options_from_cli(args) -> dict:
     values = {}
     for option in OPTIONS:
         value = getattr(args, option.attr, None) if option.cli else None
+        if isinstance(value, str) and option.kind is tuple:
+            value = parse_pair(value, option.cli)
         if value is not None:
             option.check(value, option.cli)
             values.update(option.changes(value))

@@ -87,9 +87,7 @@ class GenerationPlan:
         """The infotext of the picture of this seed, from the plan alone; modifiers of the kinds in `skip` (those
         that did not run) are left out."""
         r, first = self.request, self.first
-        plain = r.sampler.strip().lower() in (first.sampler.name.lower(), first.sampler.id, *first.sampler.aliases)
-        label = r.schedule if plain and r.schedule == "Automatic" else first.schedule.name
-        ctx = WriteContext(seed, subseed, first.size, first.sampler, label,
+        ctx = WriteContext(seed, subseed, first.size, first.sampler, _schedule_label(r, first),
                            self.model.modules.unet_config.in_channels == 9)
         params = {**infotext_params(r, ctx), **self.params}
         for m in self.modifiers:
@@ -111,6 +109,16 @@ class GenerationPlan:
             "infotext": self.infotext(seed[0], subseed[0]),
             "warnings": list(self.warnings),
         }
+
+
+def _schedule_label(request: GenerationRequest, first: Pass) -> str:
+    """What A1111's UI writes: "Automatic" stays (the sampler's default everywhere), as does a name ending in
+    " Automatic"; a schedule named, or implied by a legacy name ("DPM++ 2M Karras"), is written out."""
+    name = request.sampler.strip().lower()
+    plain = name in (first.sampler.name.lower(), first.sampler.id, *first.sampler.aliases)
+    if request.schedule in (None, "Automatic") and (plain or name.endswith(" automatic")):
+        return "Automatic"
+    return first.schedule.name
 
 
 def plan(request: GenerationRequest, model: LoadedModel) -> GenerationPlan:
@@ -186,7 +194,7 @@ def resolve_settings(request: GenerationRequest, model: LoadedModel,
     said = _catalog_said(settings)
     if said:
         warnings.append(said)
-    seed, subseed = _seed(request.seed), _seed(request.subseed)
+    seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
     settings["seed"] = Resolved(seed, settings["seed"].source if request.seed >= 0 else "random")
     settings["subseed"] = Resolved(subseed, settings["subseed"].source if request.subseed >= 0 else "random")
     return replace(request, **changes, seed=seed, subseed=subseed), settings
@@ -213,7 +221,7 @@ def _catalog_said(settings: dict) -> str | None:
     return f"{record.name if record else 'catalog'} (catalog): using {', '.join(said)}; set the option to override"
 
 
-def _seed(seed: int | None) -> int:
+def resolve_seed(seed: int | None) -> int:
     return random.randrange(SEED_MAX) if seed is None or seed < 0 else int(seed)
 
 

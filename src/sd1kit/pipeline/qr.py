@@ -65,8 +65,7 @@ def qr_generate(text: str, controlnet: str, request, model, weights: list[float]
     """Generate with the code as the control image at each weight in order; stop at the first that scans."""
     from sd1kit.pipeline.controlnet import ControlUnit
     from sd1kit.pipeline.generate import generate
-
-    from sd1kit.pipeline.generate import resolve_seed
+    from sd1kit.pipeline.plan import resolve_seed
 
     code = qr_image(text, error, module_px, border, (request.width, request.height))
     request = request.with_(seed=resolve_seed(request.seed))  # one seed for every weight of a sweep

@@ -79,9 +79,12 @@ class PromptEncoder:
             return output
         return replace
 
-    def encode_schedule(self, prompt: str, steps: int, hires_steps: int | None = None) -> list[tuple[int, torch.Tensor]]:
-        """[(until_step, conditioning), ...]: one encoding per distinct text of the schedule."""
-        return [(until, self.encode(text)) for until, text in prompt_schedule(prompt, steps, hires_steps)]
+    def encode_schedule(self, prompt: str, steps: int, hires_steps: int | None = None,
+                        use_old_scheduling: bool = False) -> list[tuple[int, torch.Tensor]]:
+        """[(until_step, conditioning), ...]: one encoding per distinct text of the schedule. use_old_scheduling:
+        A1111's "Old prompt editing timelines" (before 1.6.0), see `prompt_schedule`."""
+        return [(until, self.encode(text))
+                for until, text in prompt_schedule(prompt, steps, hires_steps, use_old_scheduling)]
 
 
 def pad_to_same_length(cond: torch.Tensor, uncond: torch.Tensor, empty: torch.Tensor):
@@ -91,3 +94,25 @@ def pad_to_same_length(cond: torch.Tensor, uncond: torch.Tensor, empty: torch.Te
         return torch.cat([t, empty.repeat(t.shape[0], chunks, 1)], dim=1) if chunks > 0 else t
     diff = (cond.shape[1] - uncond.shape[1]) // empty.shape[1]
     return pad(cond, -diff), pad(uncond, diff)
+
+
+def pad_by_last_vector(t: torch.Tensor, tokens: int) -> torch.Tensor:
+    """[batch, n, dim] conditioning made `tokens` long: its last token vector repeated, or cut after `tokens`."""
+    n = t.shape[1]
+    if n >= tokens:
+        return t[:, :tokens]
+    return torch.cat([t, t[:, -1:].expand(-1, tokens - n, -1)], dim=1)
+
+
+def pad_cond_uncond_v0(cond: torch.Tensor, uncond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A1111's "Pad prompt/negative prompt (v0)" (infotext `Pad conds v0`; `CFGDenoiser.pad_cond_uncond_v0` in
+    `modules/sd_samplers_cfg_denoiser.py`), what DDIM and PLMS did before 1.6.0: the negative conditioning is made
+    as long as the prompt's, by repeating its last token vector or by cutting it off (a long negative prompt loses
+    its tail). The prompt's conditioning is never changed. A1111 applies it, when on, wherever the two lengths
+    differ, in place of `pad_to_same_length` (`cond` is then the prompt's conditioning batch, AND parts included).
+
+    cond [batch, tokens, dim], uncond [batch', tokens', dim] -> (cond, uncond with tokens' = tokens).
+    """
+    if uncond.shape[1] == cond.shape[1]:
+        return cond, uncond
+    return cond, pad_by_last_vector(uncond, cond.shape[1])

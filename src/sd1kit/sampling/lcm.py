@@ -19,8 +19,11 @@ class LCMSchedule(DiscreteSchedule):
     """The 50 LCM noise levels; t here is the real timestep 19, 39, ..., 999."""
 
     def __init__(self, full: DiscreteSchedule):
-        ac = 1 / (1 + full.sigmas ** 2)
-        super().__init__(ac[SKIP - 1::SKIP].clone(), quantize=True)
+        ac = getattr(full, "alphas_cumprod", None)
+        if ac is None:
+            ac = 1 / (1 + full.sigmas ** 2)
+        # A1111 copies every 20th of the model's alphas_cumprod into a float32 buffer (float16 ones included)
+        super().__init__(ac[SKIP - 1::SKIP].float().clone(), quantize=True)
 
     def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
         idx = (sigma.log() - self.log_sigmas.to(sigma.device)[:, None]).abs().argmin(dim=0).view(sigma.shape)
@@ -36,6 +39,8 @@ class LCMSchedule(DiscreteSchedule):
 
 
 def lcm_sigmas(steps: int, schedule: DiscreteSchedule) -> torch.Tensor:
+    """LCM's "Automatic" (= "Uniform") sigmas: evenly spaced over its 50 timesteps. Other schedule types come from
+    `registry.get_sigmas`, which spans them over LCM's sigmas as A1111 does."""
     return LCMSchedule(schedule).get_sigmas(steps)
 
 

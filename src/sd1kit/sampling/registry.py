@@ -1,5 +1,6 @@
-"""A1111's sampler and schedule names (1.9+ tables, `modules/sd_samplers_kdiffusion.py`, `sd_schedulers.py`),
-legacy combined names ("DPM++ 2M Karras"), and lookups that suggest the nearest name."""
+"""A1111's sampler and schedule names (1.10 tables, `modules/sd_samplers_kdiffusion.py`,
+`sd_samplers_timesteps.py`, `sd_samplers_lcm.py`, `sd_schedulers.py`, in A1111's order), combined names
+("DPM++ 2M Karras", "Euler a sgm_uniform", "Euler a Automatic"), and lookups that suggest the nearest name."""
 
 from __future__ import annotations
 
@@ -60,11 +61,14 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("DPM adaptive", "dpm_adaptive", D.sample_dpm_adaptive, ("k_dpm_ad",), noise="rng", per_image=True),
     SamplerSpec("Restart", "restart", R.sample_restart, ("restart",), scheduler="karras", second_order=True,
                 noise="rng"),
-    SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng", sigma_grid=L.lcm_sigmas, denoiser="lcm"),
     SamplerSpec("DDIM", "ddim", T.sample_ddim, ("ddim",), noise="rng", timesteps=True, options={"eta": 0.0},
                 sigma_grid=T.timestep_sigmas),
+    SamplerSpec("DDIM CFG++", "ddim_cfgpp", T.sample_ddim_cfgpp, ("ddim_cfgpp",), noise="rng", timesteps=True,
+                options={"eta": 0.0}, sigma_grid=T.timestep_sigmas),
     SamplerSpec("PLMS", "plms", T.sample_plms, ("plms",), timesteps=True, sigma_grid=T.timestep_sigmas),
     SamplerSpec("UniPC", "unipc", U.sample_unipc, ("unipc",), timesteps=True, sigma_grid=U.unipc_sigmas),
+    # A1111 runs LCM as a k-diffusion sampler: any schedule type, over the sigmas of LCM's 50 timesteps
+    SamplerSpec("LCM", "lcm", S.sample_lcm, ("k_lcm",), noise="rng", denoiser="lcm"),
 )
 
 
@@ -114,36 +118,67 @@ def _lookup(table: dict, name: str, what: str):
     return hit
 
 
+def _split_combined(name: str) -> tuple[SamplerSpec, ScheduleSpec] | None:
+    """"DPM++ 2M Karras", "Euler a sgm_uniform", "Euler a Automatic": a sampler name, a space, then a schedule's
+    label, id or alias (A1111's `sd_samplers.get_sampler_and_scheduler` strips these); None if it is not one."""
+    text = name.strip()
+    for sched in SCHEDULES:
+        for label in (sched.name, sched.id, *sched.aliases):
+            if text.lower().endswith(" " + label.lower()):
+                base = text[: -len(label) - 1].strip().lower()
+                if base in _SAMPLERS:
+                    return _SAMPLERS[base], sched
+    return None
+
+
+def _named(name: str, schedule: str | None) -> tuple[SamplerSpec, ScheduleSpec]:
+    """The sampler and the schedule as named (the schedule may be "Automatic")."""
+    spec = _SAMPLERS.get(name.strip().lower())
+    combined = _split_combined(name) if spec is None else None
+    if combined is not None:
+        # as in A1111, a schedule in the sampler's name wins over the schedule type given beside it
+        return combined
+    if spec is None:
+        spec = _lookup(_SAMPLERS, name, "sampler")
+    return spec, _lookup(_SCHEDULES, schedule or "Automatic", "schedule type")
+
+
 def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec, ScheduleSpec]:
-    """(sampler, schedule) for A1111 names, legacy combined names ("DPM++ 2M Karras") included.
+    """(sampler, schedule) for A1111 names: display names, ids and aliases ("k_euler_a", "ddim_cfgpp"), any case,
+    and combined names of a sampler and a schedule label or id ("DPM++ 2M Karras", "DPM++ 2M kl_optimal",
+    "Euler a Automatic"); a schedule in the name wins over `schedule`, as in A1111.
 
     A schedule of None or "Automatic" becomes the sampler's own default, as in A1111.
     """
-    spec = _SAMPLERS.get(name.strip().lower())
-    if spec is None:  # "DPM++ 2M Karras", "Euler a Exponential": a sampler name + a schedule name
-        for sched in SCHEDULES[1:]:
-            for label in (sched.name, *sched.aliases):
-                if name.strip().lower().endswith(" " + label.lower()):
-                    base = name.strip()[: -len(label) - 1]
-                    if base.lower() in _SAMPLERS:
-                        spec = _SAMPLERS[base.lower()]
-                        schedule = schedule if schedule not in (None, "Automatic") else sched.name
-                        break
-            if spec is not None:
-                break
-    if spec is None:
-        spec = _lookup(_SAMPLERS, name, "sampler")
-    sched = _lookup(_SCHEDULES, schedule or "Automatic", "schedule type")
+    spec, sched = _named(name, schedule)
     if sched.id == "automatic":
         sched = _lookup(_SCHEDULES, spec.scheduler or "Uniform", "schedule type")
     return spec, sched
 
 
+def a1111_names(name: str, schedule: str | None = None) -> tuple[str, str]:
+    """The (sampler name, schedule type label) A1111 holds for these names, as its `get_sampler_and_scheduler`
+    gives them: a schedule that is the sampler's own default becomes "Automatic"
+    ("DPM++ 2M Karras" -> ("DPM++ 2M", "Automatic"); "Euler a sgm_uniform" -> ("Euler a", "SGM Uniform"))."""
+    spec, sched = _named(name, schedule)
+    if sched.id != "automatic" and spec.scheduler == sched.id:
+        sched = SCHEDULES[0]
+    return spec.name, sched.name
+
+
+def schedule_view(sampler: SamplerSpec, model_schedule: K.DiscreteSchedule) -> K.DiscreteSchedule:
+    """The discrete schedule the sampler sees the model through: LCM's 50 timesteps for LCM (A1111's
+    LCMCompVisDenoiser, whose sigmas every schedule type then spans), else the model's own."""
+    return L.LCMSchedule(model_schedule) if sampler.denoiser == "lcm" else model_schedule
+
+
 def get_sigmas(sampler: SamplerSpec, schedule: ScheduleSpec, steps: int, model_schedule: K.DiscreteSchedule,
                discard_penultimate: bool | None = None, **options):
-    """The sigmas A1111 would sample `steps` steps with (`KDiffusionSampler.get_sigmas`)."""
+    """The sigmas A1111 would sample `steps` steps with (`KDiffusionSampler.get_sigmas`): the schedule type over
+    the sigma range of the schedule the sampler sees the model through (see `schedule_view`)."""
     if sampler.sigma_grid is not None:
         return sampler.sigma_grid(steps, model_schedule)
+    model_schedule = schedule_view(sampler, model_schedule)
     discard = sampler.discard_penultimate if discard_penultimate is None else discard_penultimate
     n = steps + 1 if discard else steps
     lo, hi = model_schedule.sigma_min, model_schedule.sigma_max

@@ -15,12 +15,21 @@ AYS_SD1_SIGMAS = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399
 
 
 def sd1_alphas_cumprod(zero_terminal_snr: bool = False, downcast: bool = False) -> torch.Tensor:
-    """alphas_cumprod as LDM registers it (computed in float64, kept in float32)."""
-    ac = torch.cumprod(1.0 - sd1_betas(), dim=0)
-    if zero_terminal_snr:
-        ac = rescale_zero_terminal_snr(ac)
-    ac = ac.float()
-    return ac.half().float() if downcast else ac  # A1111 "Downcast alphas_cumprod" reproduces old seeds
+    """alphas_cumprod as A1111 holds it for sampling: computed in float64 and kept in float32, as LDM registers it.
+
+    downcast: A1111's "Downcast alphas_cumprod" (`use_downcasted_alpha_bar`; on for pictures of A1111 before
+    1.7.0-225, which held the whole model, this buffer included, in float16): the float16 tensor itself, since
+    everything A1111 derives from it is then computed in float16 (`DiscreteSchedule` does the same). A1111
+    (`modules/sd_models.py apply_alpha_schedule_override`) downcasts first and rescales for zero terminal SNR
+    after, in float16; the last value then rounds to 2**-24 and A1111's sigma_max overflows to inf, so that pair
+    is refused here.
+    """
+    ac = torch.cumprod(1.0 - sd1_betas(), dim=0).float()
+    if downcast:
+        if zero_terminal_snr:
+            raise ValueError("zero terminal SNR with downcast alphas_cumprod gives A1111 an infinite sigma_max")
+        return ac.half()
+    return rescale_zero_terminal_snr(ac) if zero_terminal_snr else ac
 
 
 def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
@@ -37,8 +46,16 @@ class DiscreteSchedule:
     """The 1000 discrete sigmas of a model and the maps t <-> sigma (interpolating in log sigma)."""
 
     def __init__(self, alphas_cumprod: torch.Tensor, quantize: bool = False):
-        self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
-        self.log_sigmas = self.sigmas.log()
+        # computed in the dtype given, as k-diffusion's DiscreteEpsDDPMDenoiser does: float16 alphas_cumprod
+        # (A1111's "Downcast alphas_cumprod") give float16 sigmas and log sigmas, kept here as float32 (the same
+        # values; k-diffusion's maps promote them to float32 as they use them)
+        sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+        log_sigmas = sigmas.log()
+        if sigmas.dtype == torch.float16:
+            sigmas, log_sigmas = sigmas.float(), log_sigmas.float()
+        self.alphas_cumprod = alphas_cumprod.float() if alphas_cumprod.dtype == torch.float16 else alphas_cumprod
+        self.sigmas = sigmas
+        self.log_sigmas = log_sigmas
         self.quantize = quantize
 
     @property
