@@ -250,3 +250,54 @@ def test_catalog_v_model_is_the_same_through_library_cli_and_api(catalog_v_model
     assert np.array_equal(np.asarray(api_picture.convert("RGB")), pixels)
     assert read_picture(png).to_infotext() == text
     assert api_picture.info["parameters"] == text
+
+
+# --- A1111 back-compatibility when reproducing an old picture ---
+
+def _old_picture(path, version: str):
+    from PIL import Image, PngImagePlugin
+
+    from sd1kit.formats.hashes import file_hashes
+    from sd1kit.pipeline.model import load_model
+
+    model = load_model()
+    negative = ", ".join(["lowres", "bad anatomy", "bad hands", "text", "error", "missing fingers"] * 4)
+    text = (f"a [red:blue:0.5] circle, white background\nNegative prompt: {negative}\nSteps: 4, Sampler: DDIM, "
+            f"Schedule type: Automatic, CFG scale: 7, Seed: 5, Size: 64x64, Model hash: {model.short_hash}, "
+            f"Model: sd1kit-demo, Version: {version}")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    assert file_hashes(model.path).a1111_short == model.short_hash
+    return path, negative
+
+
+@pytest.mark.parametrize("version,switches", [
+    ("v1.5.1", {"old_prompt_editing", "pad_conds_v0", "downcast_alphas_cumprod"}),
+    ("v1.7.0", {"downcast_alphas_cumprod"}),
+])
+def test_from_an_old_picture_applies_a1111s_backcompat_switches(cli, tmp_path, version, switches):
+    import json
+
+    from PIL import Image
+
+    picture, negative = _old_picture(tmp_path / "old.png", version)
+    plan = json.loads(cli("generate", "--from", picture, "--dry-run").out)
+    names = ("old_prompt_editing", "pad_conds_v0", "downcast_alphas_cumprod")
+    for name in names:
+        setting = plan["settings"][name]
+        assert setting["value"] is (name in switches), name
+        assert setting["source"].startswith("picture: A1111 " + version) == (name in switches), setting
+    if "old_prompt_editing" in switches:  # 0.5 of the first pass: DDIM runs 4 steps -> the switch at step 2
+        assert [s["until_step"] for s in plan["passes"][0]["prompt_schedule"]] == [2, 4]
+    r = cli("generate", "--from", picture, "--out", tmp_path / "from", "--quiet")
+    assert r.code == 0, r.err
+    flags = [f"--{n.replace('_', '-')}" for n in names if n in switches]
+    r = cli("generate", "a [red:blue:0.5] circle, white background", "--negative", negative, "--steps", "4",
+            "--sampler", "DDIM", "--seed", "5", "--size", "64x64", *flags, "--out", tmp_path / "explicit", "--quiet")
+    assert r.code == 0, r.err
+    a, b = (next((tmp_path / d).glob("*.png")) for d in ("from", "explicit"))
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert Image.open(a).info["parameters"] == Image.open(b).info["parameters"]
+    r = cli("generate", "--from", picture, "--out", tmp_path / "plain", "--quiet", "--dry-run")
+    assert r.code == 0

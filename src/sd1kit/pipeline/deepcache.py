@@ -1,13 +1,20 @@
 """DeepCache (Ma et al. 2023), a fast-mode switch: every `interval`-th UNet call runs whole and keeps the deep
 features entering the last up block; the calls in between run only the shallow branch (conv_in, the time
 embedding, the first down block and the last up block) on those cached features. Recorded in the infotext as
-`DeepCache: N`; off (every call whole) is exact mode."""
+`DeepCache: N`; off (every call whole) is exact mode.
+
+Calls are counted and cached per model call of a CFG step and input shapes: `current_call()` says which image
+(the CFGDenoiser calls the UNet image by image by default) and which of its calls in the step (cond and uncond of
+other token lengths, AND parts, run apart), so each image of a batch runs the same full/shallow sequence on its
+own deep features as it does alone. Over a whole batch at once (per_image=False) the image is None."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import torch
+
+from sd1kit.sampling.denoisers import current_call
 
 
 class DeepCacheUNet:
@@ -24,7 +31,7 @@ class DeepCacheUNet:
         return self.unet.dtype
 
     def __call__(self, sample, timestep, encoder_hidden_states, **extra):
-        key = (tuple(sample.shape), tuple(encoder_hidden_states.shape))  # cond/uncond batches are cached apart
+        key = (current_call(), tuple(sample.shape), tuple(encoder_hidden_states.shape))
         count = self.calls.get(key, 0)
         self.calls[key] = count + 1
         if count % self.interval == 0 or key not in self.cache or extra:

@@ -54,20 +54,29 @@ def decode_tiled(vae, latents: torch.Tensor, scale: float) -> tuple[list[Image.I
     return decode(vae, latents, scale, tiled=True)
 
 
+def per_image(run, z: torch.Tensor) -> torch.Tensor:
+    """run(z) over the batch image by image: a convolution's rounding depends on its batch size, so a picture of a
+    batch decodes bit for bit as its seed alone does only in a micro-batch of one (the TAESD decoder too)."""
+    return torch.cat([run(z[i:i + 1]) for i in range(z.shape[0])])
+
+
 def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tuple[list[Image.Image], bool]:
-    """PIL images; the bool says whether fp16/bf16 overflowed and the decode was redone in fp32."""
+    """PIL images, each decoded alone (tiled too); the bool says whether fp16/bf16 overflowed and the decode
+    was redone in fp32 (for the pictures that overflowed: the others stay as they decode alone)."""
     dtype = compute_dtype(vae)
     run = _decode_tiles if tiled and max(latents.shape[-2:]) > TILE else _decode_full
     with torch.no_grad():
-        pixels = run(vae, (latents / scale).to(dtype))
-        retried = False
-        if not torch.isfinite(pixels).all() and dtype != torch.float32:
+        pixels = [run(vae, (latents[i:i + 1] / scale).to(dtype)) for i in range(latents.shape[0])]
+        broken = [i for i, p in enumerate(pixels) if not torch.isfinite(p).all()]
+        retried = bool(broken) and dtype != torch.float32
+        if retried:
             vae.float()
             try:
-                pixels = run(vae, (latents / scale).float())
+                for i in broken:
+                    pixels[i] = run(vae, (latents[i:i + 1] / scale).float())
             finally:
                 vae.to(dtype)
-            retried = True
+    pixels = torch.cat(pixels)
     if not torch.isfinite(pixels).all():
         raise Sd1kitError("VAE", "decoded image has NaN/inf values even in fp32: the VAE weights are broken")
     return to_pictures(pixels), retried

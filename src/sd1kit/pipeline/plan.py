@@ -144,6 +144,10 @@ def plan(request: GenerationRequest, model: LoadedModel) -> GenerationPlan:
     modifiers = build_modifiers(request, model, networks, warnings)
     embeddings, used = embeddings_for(request, model, passes, warnings)
     ztsnr = bool(settings["zero_terminal_snr"].value)
+    if ztsnr and request.downcast_alphas_cumprod:
+        raise Sd1kitError("downcast alphas_cumprod", f"({settings['downcast_alphas_cumprod'].source}) cannot be "
+                          f"combined with zero terminal SNR ({settings['zero_terminal_snr'].source}): A1111's "
+                          "sigma_max becomes infinite; set one of them off")
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr,
                                                    downcast=request.downcast_alphas_cumprod))
     params = {"Model hash": model.short_hash, "Model": model.name, **vae_params}

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from sd1kit.rng import ImageRNG
+from sd1kit.sampling.denoisers import CFGDenoiser
 from sd1kit.sampling.noise import BrownianNoise, RNGNoise
 from sd1kit.sampling.registry import SamplerSpec
 
@@ -36,11 +37,20 @@ def run_sampler(spec: SamplerSpec, model, x: torch.Tensor, sigmas: torch.Tensor,
     eta defaults to 1, A1111's "Eta for ancestral samplers", for every sampler that takes one.
     """
     if spec.per_image and x.shape[0] > 1:
-        return torch.cat([
-            run_sampler(spec, model.subset(i) if hasattr(model, "subset") else model, x[i:i + 1], sigmas,
-                        None if rng is None else rng.subset(i), None if seeds is None else seeds[i:i + 1], eta,
-                        callback, should_stop, schedule, **options)
-            for i in range(x.shape[0])])
+        # each image runs whole with its own guidance (a CFGDenoiser's subset: the image's conds, its index for
+        # the UNet's per-image state); the batch's denoiser then stands where its images' runs ended
+        parts, subsets = [], []
+        for i in range(x.shape[0]):
+            sub = model.subset(i) if hasattr(model, "subset") else model
+            subsets.append(sub)
+            parts.append(run_sampler(spec, sub, x[i:i + 1], sigmas, None if rng is None else rng.subset(i),
+                                     None if seeds is None else seeds[i:i + 1], eta, callback, should_stop, schedule,
+                                     **options))
+        if isinstance(model, CFGDenoiser):
+            model.step = max(sub.step for sub in subsets)
+            if all(sub.last_uncond_denoised is not None for sub in subsets):
+                model.last_uncond_denoised = torch.cat([sub.last_uncond_denoised for sub in subsets])
+        return torch.cat(parts)
     params = inspect.signature(spec.function).parameters
     kwargs = {k: v for k, v in {**spec.options, **options}.items() if k in params}
     if "eta" in params:
