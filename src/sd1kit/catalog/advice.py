@@ -1,46 +1,15 @@
-"""Acting on the catalog: a known file's settings applied to a generation (saying so), the guide's "which
-checkpoint" advice, and scanning a models folder."""
+"""Acting on the catalog: the guide's "which checkpoint" advice, and scanning a models folder (a known file's
+settings are applied by the generation plan, `pipeline.plan`, from `pipeline.model.model_defaults`)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from sd1kit.catalog.catalog import by_id, match_hash
-from sd1kit.catalog.schema import ModelRecord
+from sd1kit.catalog.catalog import by_id
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-
-
-def identify(path: str | os.PathLike | None):
-    """(record, file) of a checkpoint the catalog knows by its sha256, or None (folders and missing files too)."""
-    if path is None or not Path(path).is_file():
-        return None
-    from sd1kit.formats.hashes import file_hashes
-
-    h = file_hashes(path)
-    return match_hash(sha256=h.sha256, legacy=h.a1111_legacy)
-
-
-def apply_settings(request, record: ModelRecord, explicit: set[str]):
-    """The request with the record's settings where the user set nothing; and what changed, in words."""
-    changes, said = {}, []
-    s = record.settings
-    if record.prediction == "v" and "prediction" not in explicit and request.prediction is None:
-        changes["prediction"] = "v"
-        said.append("v-prediction")
-    if record.zero_terminal_snr and "zero_terminal_snr" not in explicit and request.zero_terminal_snr is None:
-        changes["zero_terminal_snr"] = True
-        said.append("zero terminal SNR")
-    if s.clip_skip and s.clip_skip > 1 and "clip_skip" not in explicit and request.clip_skip == 1:
-        changes["clip_skip"] = s.clip_skip
-        said.append(f"clip skip {s.clip_skip}")
-    if s.cfg_rescale and "cfg_rescale" not in explicit and not request.cfg_rescale:
-        changes["cfg_rescale"] = s.cfg_rescale
-        said.append(f"CFG rescale {s.cfg_rescale}")
-    message = f"{record.name} (catalog): using {', '.join(said)}; set the option to override" if said else None
-    return replace(request, **changes), message
 
 
 @dataclass

@@ -182,9 +182,14 @@ def _pair_or_none(off: int):
     return convert
 
 
-def _const(text: str, value):
-    """An infotext key whose only written value is `text` (e.g. "Inpaint area: Only masked")."""
-    return lambda v, r, c: text if v == value else None
+def _worded(text: str) -> dict:
+    """A flag whose infotext key is written only when on, with `text` as its value ("Inpaint area: Only masked");
+    its A1111 API field is a bool or 0/1."""
+    return {"written": lambda v, r, c: text if v else None, "read": lambda t: t == text,
+            "from_api": lambda v: v if isinstance(v, bool) else bool(int(v))}
+
+
+MASKED = {"mask_image": "mask.png", "init_image": "init.png"}  # what makes a mask option written (table walk)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -274,26 +279,20 @@ OPTIONS: tuple[Option, ...] = (
            "for large pictures (not in the infotext)", example=True),
     # inpainting (A1111's img2img with a mask)
     Option("mask_blur", int, 4, "Mask blur", "--mask-blur", "mask_blur", "mask blur radius", bounds=(0, 256),
-           mode="img2img", when=_has_mask, written=lambda v, r, c: v or None, example=8,
-           context={"mask_image": "mask.png", "init_image": "init.png"}),
+           mode="img2img", when=_has_mask, written=lambda v, r, c: v or None, example=8, context=MASKED),
     Option("invert_mask", bool, False, "Mask mode", "--invert-mask", "inpainting_mask_invert",
-           "repaint the black area instead", mode="img2img", when=_has_mask,
-           written=_const("Inpaint not masked", True), read=lambda t: t == "Inpaint not masked",
-           from_api=lambda v: bool(int(v)) if not isinstance(v, bool) else v, example=True,
-           context={"mask_image": "mask.png", "init_image": "init.png"}),
+           "repaint the black area instead", mode="img2img", when=_has_mask, example=True, context=MASKED,
+           **_worded("Inpaint not masked")),
     Option("masked_content", str, "original", "Masked content", "--masked-content", "inpainting_fill",
            "what the masked area starts from", choices=INPAINTING_FILL, mode="img2img", when=_has_mask,
-           always=True, from_api=_from_index(INPAINTING_FILL), example="fill",
-           context={"mask_image": "mask.png", "init_image": "init.png"}),
+           always=True, from_api=_from_index(INPAINTING_FILL), example="fill", context=MASKED),
     Option("inpaint_full_res", bool, False, "Inpaint area", "--only-masked", "inpaint_full_res",
-           'A1111 "Inpaint area: Only masked"', mode="img2img", when=_has_mask,
-           written=_const("Only masked", True), read=lambda t: t == "Only masked",
-           from_api=lambda v: bool(int(v)) if not isinstance(v, bool) else v, example=True,
-           context={"mask_image": "mask.png", "init_image": "init.png"}),
+           'A1111 "Inpaint area: Only masked"', mode="img2img", when=_has_mask, example=True, context=MASKED,
+           **_worded("Only masked")),
     Option("inpaint_padding", int, 32, "Masked area padding", "--mask-padding", "inpaint_full_res_padding",
            "padding around the masked area for --only-masked", bounds=(0, 256), mode="img2img",
            when=lambda r, c: r.mask_image is not None and r.inpaint_full_res, always=True, example=16,
-           context={"mask_image": "mask.png", "init_image": "init.png", "inpaint_full_res": True}),
+           context={**MASKED, "inpaint_full_res": True}),
     # hires fix (A1111's txt2img second pass)
     Option("enable_hr", bool, False, None, "--hires", "enable_hr", "hires fix (in the infotext as its Hires "
            "fields)", mode="txt2img", example=True),
