@@ -17,6 +17,11 @@ import torch
 from sd1kit.sampling.denoisers import current_call
 
 
+# what a ControlNet adds to a UNet call; the shallow branch takes the skip residuals it reads (the middle block's
+# residual lands in the cached deep features, as in the full call that made them)
+CONTROL_INPUTS = {"down_block_additional_residuals", "mid_block_additional_residual"}
+
+
 class DeepCacheUNet:
     """Callable like a diffusers UNet2DConditionModel (returns an object with `.sample`)."""
 
@@ -34,10 +39,11 @@ class DeepCacheUNet:
         key = (current_call(), tuple(sample.shape), tuple(encoder_hidden_states.shape))
         count = self.calls.get(key, 0)
         self.calls[key] = count + 1
-        if count % self.interval == 0 or key not in self.cache or extra:
+        if count % self.interval == 0 or key not in self.cache or set(extra) - CONTROL_INPUTS:
             return self._full(key, sample, timestep, encoder_hidden_states, **extra)
         self.shallow_calls += 1
-        return SimpleNamespace(sample=self._shallow(self.cache[key], sample, timestep, encoder_hidden_states))
+        return SimpleNamespace(sample=self._shallow(self.cache[key], sample, timestep, encoder_hidden_states,
+                                                    extra.get("down_block_additional_residuals")))
 
     def _full(self, key, sample, timestep, context, **extra):
         captured = {}
@@ -54,7 +60,7 @@ class DeepCacheUNet:
         self.full_calls += 1
         return out
 
-    def _shallow(self, deep, sample, timestep, context):
+    def _shallow(self, deep, sample, timestep, context, control=None):
         unet = self.unet
         timesteps = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
         timesteps = timesteps.reshape(-1).expand(sample.shape[0])
@@ -66,6 +72,8 @@ class DeepCacheUNet:
         else:
             _, res = first(hidden_states=h, temb=emb)
         skips = ((h,) + tuple(res))[: len(unet.up_blocks[-1].resnets)]
+        if control is not None:  # a ControlNet's residuals for the skips the last up block reads (diffusers adds
+            skips = tuple(s + c for s, c in zip(skips, control))  # them to every down-block output the same way)
         last = unet.up_blocks[-1]
         if getattr(last, "has_cross_attention", False):
             h = last(hidden_states=deep, res_hidden_states_tuple=skips, temb=emb, encoder_hidden_states=context)

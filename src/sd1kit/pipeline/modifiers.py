@@ -119,7 +119,9 @@ class DeepCacheModifier(Modifier):
         return {"DeepCache": self.interval}
 
     def ran(self) -> bool:
-        return bool(self.unets)
+        """It acted: some call ran the shallow branch, or there were too few calls per image for one."""
+        calls = [n for u in self.unets for n in u.calls.values()]
+        return bool(calls) and (any(u.shallow_calls for u in self.unets) or max(calls) <= self.interval)
 
     def as_json(self) -> dict:
         calls = {"full_calls": sum(u.full_calls for u in self.unets),
