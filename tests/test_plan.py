@@ -301,3 +301,45 @@ def test_from_an_old_picture_applies_a1111s_backcompat_switches(cli, tmp_path, v
     assert Image.open(a).info["parameters"] == Image.open(b).info["parameters"]
     r = cli("generate", "--from", picture, "--out", tmp_path / "plain", "--quiet", "--dry-run")
     assert r.code == 0
+
+
+def test_and_parts_of_other_lengths_are_padded_with_their_last_vector(monkeypatch):
+    """A1111's reconstruct_multicond_batch: every AND part made as long as the longest, its last vector repeated."""
+    import torch
+
+    import sd1kit.pipeline.generate as G
+    from sd1kit.pipeline.model import load_model
+
+    seen = []
+    real = G.CFGDenoiser
+
+    def spy(*args, **kw):
+        cfg = real(*args, **kw)
+        seen.append(cfg.conds_at(0)[0])
+        return cfg
+    monkeypatch.setattr(G, "CFGDenoiser", spy)
+    long = ", ".join(["red circle", "blue background", "white square"] * 12)
+    G.generate(GenerationRequest(prompt=f"red circle AND {long}", steps=1, seed=1), load_model())
+    (short, _), (longer, _) = seen[0]
+    assert short.shape == longer.shape and longer.shape[1] > 77
+    assert torch.equal(short[:, 77:], short[:, 76:77].expand(-1, short.shape[1] - 77, -1))
+
+
+def test_the_api_dry_run_returns_the_plan_and_runs_nothing():
+    from fastapi.testclient import TestClient
+
+    from sd1kit.server.app import ServerConfig, create_app
+
+    with TestClient(create_app(ServerConfig())) as client:
+        r = client.post("/sdapi/v1/txt2img", json={"prompt": "red circle", "steps": 3, "seed": 9, "cfg_scale": 5,
+                                                   "override_settings": {"CLIP_stop_at_last_layers": 2},
+                                                   "sd1kit_dry_run": True})
+        assert r.status_code == 200, r.text
+        plan = r.json()["plan"]
+        assert plan["settings"]["steps"] == {"value": 3, "source": "api"}
+        assert plan["settings"]["clip_skip"] == {"value": 2, "source": "api"}
+        # no width/height sent: the model's own resolution, as on every surface (the demo model's 64x64)
+        assert plan["settings"]["size"]["source"] == "metadata:modelspec.resolution"
+        assert plan["passes"][0]["size"] == [64, 64]
+        assert "Clip skip: 2" in plan["infotext"] and "Seed: 9" in plan["infotext"]
+        assert client.get("/sdapi/v1/progress").json()["state"]["sampling_step"] == 0

@@ -17,7 +17,7 @@ from sd1kit.pipeline.modifiers import composed_raw
 from sd1kit.pipeline.plan import SEED_MAX, GenerationPlan, Pass, plan, resolve_seed  # noqa: F401 - re-exported
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.prompts.compose import split_and
-from sd1kit.prompts.encode import PromptEncoder, pad_to_same_length
+from sd1kit.prompts.encode import PromptEncoder, pad_by_last_vector, pad_to_same_length
 from sd1kit.prompts.schedule import prompt_schedule
 from sd1kit.rng import ImageRNG
 from sd1kit.sampling.denoisers import CFGDenoiser, Denoiser
@@ -271,6 +271,8 @@ def _guidance(p: GenerationPlan, ps: Pass, conds: Conditioning, src: _Source, in
 
     def at(step):
         cond = [(_schedule_at(s, step), wt) for s, wt in conds.parts]
+        longest = max(c.shape[1] for c, _ in cond)  # A1111 (reconstruct_multicond_batch): AND parts of other
+        cond = [(pad_by_last_vector(c, longest), wt) for c, wt in cond]  # lengths padded with their last vector
         uncond = _schedule_at(conds.uncond, step)
         if r.pad_conds or r.pad_conds_v0:
             padded = [_padded(p, conds.empty_chunk, c, uncond) for c, _ in cond]
@@ -282,14 +284,7 @@ def _guidance(p: GenerationPlan, ps: Pass, conds: Conditioning, src: _Source, in
                        lambda step: at(step)[1].expand(n, -1, -1), r.cfg_scale, r.cfg_rescale, r.s_min_uncond,
                        image_cond=None if src.image_cond is None else src.image_cond.to(device).expand(n, -1, -1, -1),
                        mask=keep, init_latent=init if keep is not None else None,
-                       mask_before_denoising=ps.sampler.timesteps, **_per_image(r))
-
-
-def _per_image(r: GenerationRequest) -> dict:
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(CFGDenoiser)}
-    return {"per_image": r.per_image} if "per_image" in names else {}
+                       mask_before_denoising=ps.sampler.timesteps, per_image=r.per_image)
 
 
 def _sample(p: GenerationPlan, ps: Pass, conds: Conditioning, batch: Batch, src: _Source) -> torch.Tensor:
