@@ -55,7 +55,8 @@ def test_replaced_prompt_fails(eps_model):
 
 def test_v_model_is_found_by_the_probe_and_draws(v_model):
     assert (v_model.prediction, v_model.zero_terminal_snr) == ("v", True)
-    assert any("probe" in w for w in v_model.warnings)
+    found = v_model.defaults["prediction"]
+    assert found.source == "probe" and "probe finds v" in found.note  # said by the plan when it is used
     assert _accuracy(v_model) >= GOOD
 
 

@@ -19,7 +19,7 @@ from sd1kit.sampling.registry import resolve_sampler
 
 
 def _context_request(option, value) -> GenerationRequest:
-    base = {k: v for k, v in option.context.items()}
+    base = {"width": 512, "height": 512, "clip_skip": 1, "cfg_rescale": 0.0, **option.context}
     return GenerationRequest(**base).with_(**option.changes(value))
 
 
@@ -50,7 +50,9 @@ def test_every_option_is_on_every_surface_and_they_agree(option):
     assert option.cli and option.api, f"{option.attr} must have both a CLI flag and an API field"
     from_cli = options_from_cli(_parser().parse_args(cli_args(option, option.example)))
     kind = option.mode or "txt2img"
-    from_api = options_from_api(api_fields(option, option.example), kind)
+    payload = {**api_fields(option, option.example), **({"enable_hr": True} if option.context.get("enable_hr") else {})}
+    from_api = options_from_api(payload, kind)
+    from_api.pop("enable_hr", None) if option.attr != "enable_hr" else None
     assert from_cli == from_api == option.changes(option.example)
 
 
@@ -343,3 +345,88 @@ def test_the_api_dry_run_returns_the_plan_and_runs_nothing():
         assert plan["passes"][0]["size"] == [64, 64]
         assert "Clip skip: 2" in plan["infotext"] and "Seed: 9" in plan["infotext"]
         assert client.get("/sdapi/v1/progress").json()["state"]["sampling_step"] == 0
+
+
+# --- what a review of the plan found: each a regression test ---
+
+def _dry(client, **payload):
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 2, "sd1kit_dry_run": True, **payload})
+    assert r.status_code == 200, r.text
+    return r.json()["plan"]
+
+
+def test_api_fields_as_a1111_clients_send_them():
+    from fastapi.testclient import TestClient
+
+    from sd1kit.server.app import ServerConfig, create_app
+
+    with TestClient(create_app(ServerConfig())) as client:
+        plan = _dry(client, enable_hr=True, hr_prompt="", hr_negative_prompt="", hr_sampler_name="",
+                    hr_scheduler="", scheduler="", width=64, height=64)
+        first, hires = plan["passes"]
+        assert hires["prompt_schedule"][0]["text"] == "x" and hires["sampler"] == first["sampler"]
+        assert "Hires prompt" not in plan["infotext"] and "Schedule type: Automatic" in plan["infotext"]
+        assert _dry(client, width=128)["passes"][0]["size"] == [128, 512]
+        assert _dry(client, sampler_name="", sampler_index="DDIM")["passes"][0]["sampler"] == "DDIM"
+        assert _dry(client, seed=5.0, steps=3.0, inpainting_fill=1.0)["settings"]["seed"]["value"] == 5
+        plan = _dry(client, hr_scale=0)  # hires fields without enable_hr are ignored, as A1111 does
+        assert len(plan["passes"]) == 1
+        plan = _dry(client, override_settings={"sd_noise_schedule": "Zero Terminal SNR", "s_noise": 0.9})
+        assert plan["settings"]["zero_terminal_snr"] == {"value": True, "source": "api"}
+        assert plan["settings"]["s_noise"]["value"] == 0.9
+
+
+def test_a_picture_says_what_it_left_out(catalog_v_model, cli, tmp_path):
+    """A1111 writes Clip skip only above 1: regenerating an A1111 picture on a clip-skip-2 model keeps 1."""
+    import json
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "1girl\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, "
+                                "Model: mine, Version: v1.6.0")
+    Image.new("RGB", (64, 64)).save(tmp_path / "p.png", pnginfo=info)
+    plan = json.loads(cli("generate", "--from", tmp_path / "p.png", "--model", catalog_v_model, "--dry-run").out)
+    assert plan["settings"]["clip_skip"]["value"] == 1 and plan["settings"]["clip_skip"]["source"].startswith("pic")
+    assert plan["settings"]["zero_terminal_snr"]["value"] is False  # A1111 writes Noise Schedule when on
+    assert plan["prediction"] == "v"  # what the picture cannot say still comes from the catalog
+    # an old picture: downcast alphas_cumprod; the catalog's zero terminal SNR would make it impossible
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "1girl\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, "
+                                "Model: mine, Version: v1.5.1")
+    Image.new("RGB", (64, 64)).save(tmp_path / "old.png", pnginfo=info)
+    r = cli("generate", "--from", tmp_path / "old.png", "--model", catalog_v_model, "--dry-run")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["settings"]["downcast_alphas_cumprod"]["value"] is True
+    r = cli("generate", "--from", tmp_path / "old.png", "--model", catalog_v_model, "--no-downcast-alphas-cumprod",
+            "--dry-run")
+    assert json.loads(r.out)["settings"]["downcast_alphas_cumprod"] == {"value": False, "source": "cli"}
+
+
+def test_library_values_equal_to_the_usual_default_are_still_explicit(catalog_v_model):
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.plan import plan
+
+    model = load_model(catalog_v_model)
+    assert plan(GenerationRequest(prompt="x"), model).request.clip_skip == 2
+    p = plan(GenerationRequest(prompt="x", clip_skip=1, width=512, height=512, seed=None), model)
+    assert (p.request.clip_skip, p.first.size) == (1, (512, 512))
+    assert p.settings["clip_skip"].source == "request"
+
+
+def test_an_idle_modifier_is_not_named_even_by_its_table_row(combo, monkeypatch):
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.modifiers import DeepCacheModifier
+
+    monkeypatch.setattr(DeepCacheModifier, "ran", lambda self: False)
+    result = generate(_combo_request(combo, without=("controlnet", "lora", "token_merging")), combo["model"])
+    assert "DeepCache" not in result.images[0].infotext
+
+
+def test_ddim_eta_is_written_and_read_as_a1111s_eta_ddim():
+    from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.plan import plan
+
+    text = plan(GenerationRequest(prompt="x", sampler="DDIM", eta=0.3, steps=2), load_model()).infotext(1, 1)
+    assert "Eta DDIM: 0.3" in text
+    assert options_from_infotext(parse_infotext(text))["eta"] == 0.3

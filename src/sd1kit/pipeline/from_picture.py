@@ -45,11 +45,28 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
     if fields.get("Prediction") in ("v", "epsilon"):  # ComfyUI's ModelSamplingDiscrete, read from its graph
         values["prediction"] = fields["Prediction"]
         sources["prediction"] = "picture"
+    for attr, value in _unwritten_defaults(fields).items():
+        if attr not in values:
+            values[attr] = value
+            sources[attr] = "picture (not written: the default)"
     for attr, why in _backcompat(fields).items():
         if attr not in values:
             values[attr] = True
             sources[attr] = f"picture: {why}"
     return GenerationRequest(**values, sources=sources), fields
+
+
+def _unwritten_defaults(fields: dict) -> dict:
+    """What a picture says by leaving a key out: A1111 (and sd1kit) write `Clip skip` only above 1, `CFG Rescale
+    phi` only when on, `Noise Schedule` only for zero terminal SNR; A1111's reader fills the first in the same way.
+    So a model's own defaults must not replace them when regenerating."""
+    from sd1kit.metadata.backcompat import parse_version
+
+    out = {"clip_skip": 1, "cfg_rescale": 0.0}
+    version = str(fields.get("Version", ""))
+    if parse_version(version) is not None or version.startswith("sd1kit"):
+        out["zero_terminal_snr"] = False
+    return out
 
 
 def _backcompat(fields: dict) -> dict:

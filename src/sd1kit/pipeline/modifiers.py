@@ -102,31 +102,52 @@ class TokenMergingModifier(Modifier):
 
 @dataclass
 class DeepCacheModifier(Modifier):
-    """DeepCache: the whole UNet every `interval` calls, its shallow branch on cached deep features between."""
+    """DeepCache: the whole UNet every `interval` calls, its shallow branch on cached deep features between.
+    One wrapper per pass (its cache dropped when the next pass starts); the counts add up over the run."""
 
     interval: int
     kind = "deepcache"
-    unets: list = field(default_factory=list)
+    current: object = None  # the DeepCacheUNet of the pass being sampled
+    full_calls: int = 0
+    shallow_calls: int = 0
+    most_calls: int = 0  # the most calls of one image's model call in one pass
+
+    @contextmanager
+    def applied(self, model):
+        self.current, self.full_calls, self.shallow_calls, self.most_calls = None, 0, 0, 0
+        try:
+            yield
+        finally:
+            self._count()
 
     def wrap_unet(self, unet):
         from sd1kit.pipeline.deepcache import DeepCacheUNet
 
-        wrapped = DeepCacheUNet(unet, self.interval)
-        self.unets.append(wrapped)
-        return wrapped
+        self._count()
+        self.current = DeepCacheUNet(unet, self.interval)
+        return self.current
+
+    def _count(self) -> None:
+        u, self.current = self.current, None
+        if u is not None:
+            self.full_calls += u.full_calls
+            self.shallow_calls += u.shallow_calls
+            self.most_calls = max([self.most_calls, *u.calls.values()])
 
     def params(self) -> dict:
         return {"DeepCache": self.interval}
 
     def ran(self) -> bool:
         """It acted: some call ran the shallow branch, or there were too few calls per image for one."""
-        calls = [n for u in self.unets for n in u.calls.values()]
-        return bool(calls) and (any(u.shallow_calls for u in self.unets) or max(calls) <= self.interval)
+        u = self.current
+        shallow = self.shallow_calls + (u.shallow_calls if u else 0)
+        most = max([self.most_calls, *(u.calls.values() if u else ())])
+        return shallow > 0 or 0 < most <= self.interval
 
     def as_json(self) -> dict:
-        calls = {"full_calls": sum(u.full_calls for u in self.unets),
-                 "shallow_calls": sum(u.shallow_calls for u in self.unets)}
-        return {**super().as_json(), **calls}
+        u = self.current
+        return {**super().as_json(), "full_calls": self.full_calls + (u.full_calls if u else 0),
+                "shallow_calls": self.shallow_calls + (u.shallow_calls if u else 0)}
 
 
 @dataclass
@@ -157,6 +178,11 @@ class ControlNetModifier(Modifier):
         run.accepts_uncond = True
         return run
 
+    @contextmanager
+    def applied(self, model):
+        self.controls.calls.clear()
+        yield
+
     def begin_pass(self, sigmas: torch.Tensor, schedule) -> None:
         self.controls.begin_pass(sigmas, schedule)
 
@@ -186,7 +212,12 @@ class TaesdModifier(Modifier):
 
         taesd = load_taesd(self.path, model.device, model.dtype)
         self.decoded = True
-        return images.to_pictures(torch.cat([decode_taesd(taesd, z[None]) for z in latents]))
+        return images.to_pictures(images.per_image(lambda z: decode_taesd(taesd, z), latents))
+
+    @contextmanager
+    def applied(self, model):
+        self.decoded = False
+        yield
 
     def params(self) -> dict:
         return {"VAE Decoder": "TAESD"}

@@ -55,7 +55,8 @@ def parse_pair(text: str, what: str = "size") -> tuple[int, int]:
 
 
 def _bool_text(text: str) -> bool:
-    return str(text).strip().lower() in ("true", "1", "yes")
+    """A1111's reading of a flag in an infotext: "False" is off, other words on (here: true/1/yes/on)."""
+    return str(text).strip().lower() in ("true", "1", "yes", "on")
 
 
 READERS: dict[type, Callable[[str], Any]] = {int: int, float: float, str: str, bool: _bool_text, tuple: parse_pair}
@@ -80,12 +81,16 @@ class Option:
     written: Callable[[Any, Any, WriteContext], Any] | None = None  # value -> infotext value (None: left out)
     read: Callable[[str], Any] | None = None  # infotext text -> value (default: by kind)
     from_api: Callable[[Any], Any] | None = None  # payload value -> value (default: by kind)
+    to_api: Callable[[Any], Any] | None = None  # value -> payload value, where A1111's field differs
+    alt_key: tuple[str, Callable[[WriteContext], bool]] | None = None  # another key A1111 writes in some cases
+    late: bool = False  # written after the modifiers' fields (A1111's compatibility switches come last)
     example: Any = None  # a value other than the default, for the table walk
     context: dict = field(default_factory=dict)  # request fields that make it written, for the table walk
 
-    @property
-    def cli_dest(self) -> str:
-        return self.attr
+    def key(self, ctx: WriteContext) -> str | None:
+        if self.alt_key is not None and self.alt_key[1](ctx):
+            return self.alt_key[0]
+        return self.infotext
 
     def get(self, request) -> Any:
         if self.attr == "size":
@@ -163,10 +168,10 @@ def _subseed_written(value, request, ctx: WriteContext):
 
 def _from_index(choices):
     def convert(value):
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError(value)
-        if isinstance(value, int) or str(value).isdigit():
-            index = int(value)
+        if isinstance(value, (int, float)) or str(value).isdigit():
+            index = _whole(value)
             if not 0 <= index < len(choices):
                 raise ValueError(value)
             return choices[index]
@@ -174,19 +179,48 @@ def _from_index(choices):
     return convert
 
 
-def _pair_or_none(off: int):
-    """An A1111 pair of fields (w, h) where `off` or less means unset."""
+def _pair_or_none(off: int, missing: int = 0, either: bool = False):
+    """An A1111 pair of fields (w, h): a side not sent is `missing`; `off` or less means unset (both sides, or
+    with `either` one side is enough to be set)."""
     def convert(pair):
-        w, h = (int(v) for v in pair)
-        return (w, h) if w > off and h > off else None
+        w, h = (missing if v is None else _whole(v) for v in pair)
+        set_ = (w > off or h > off) if either else (w > off and h > off)
+        return (w, h) if set_ else None
     return convert
+
+
+def _whole(value) -> int:
+    """An integer from JSON: 512, 512.0 or "512" (JavaScript clients send floats), never 512.5 or true."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 def _worded(text: str) -> dict:
     """A flag whose infotext key is written only when on, with `text` as its value ("Inpaint area: Only masked");
     its A1111 API field is a bool or 0/1."""
     return {"written": lambda v, r, c: text if v else None, "read": lambda t: t == text,
-            "from_api": lambda v: v if isinstance(v, bool) else bool(int(v))}
+            "from_api": lambda v: v if isinstance(v, bool) else _bool_text(v) if isinstance(v, str) else bool(_whole(v))}
+
+
+def _or_none(*unset: str):
+    """A1111's way of saying "the same as the first pass" (an empty string, "Use same sampler", ...) -> None."""
+    return lambda v: None if v is None or str(v) in ("", *unset) else str(v)
+
+
+def _emphasis(text) -> str:
+    value = {"original": "original", "no norm": "no-norm", "no-norm": "no-norm", "none": "none"}.get(
+        str(text).strip().lower())
+    if value is None:  # e.g. A1111's "Ignore": not a mode sd1kit has, so not silently another
+        raise ValueError(text)
+    return value
+
+
+def _timestep_sampler(ctx: WriteContext) -> bool:
+    return ctx.sampler is not None and ctx.sampler.timesteps
 
 
 MASKED = {"mask_image": "mask.png", "init_image": "init.png"}  # what makes a mask option written (table walk)
@@ -195,15 +229,17 @@ MASKED = {"mask_image": "mask.png", "init_image": "init.png"}  # what makes a ma
 OPTIONS: tuple[Option, ...] = (
     Option("steps", int, 20, "Steps", "--steps", "steps", "sampling steps", bounds=(1, 150), always=True, example=7),
     Option("sampler", str, "Euler a", "Sampler", "--sampler", "sampler_name", "A1111's sampler name", always=True,
-           written=lambda v, r, c: c.sampler.name if c.sampler is not None else v, example="DPM++ 2M"),
+           written=lambda v, r, c: c.sampler.name if c.sampler is not None else v, from_api=_or_none(),
+           example="DPM++ 2M"),
     Option("schedule", str, "Automatic", "Schedule type", "--schedule", "scheduler",
-           "Automatic, Karras, Exponential, ...", always=True, written=_schedule_written, example="Karras"),
+           "Automatic, Karras, Exponential, ...", always=True, written=_schedule_written,
+           from_api=lambda v: str(v) if v else "Automatic", example="Karras"),
     Option("cfg_scale", float, 7.0, "CFG scale", "--cfg", "cfg_scale", "classifier-free guidance scale",
            bounds=(-100.0, 100.0), always=True, example=4.5),
     Option("seed", int, -1, "Seed", "--seed", "seed", "-1: random", bounds=(-1, 2 ** 64 - 1), always=True,
            written=lambda v, r, c: c.seed, example=1234),
-    Option("size", tuple, (512, 512), "Size", "--size", ("width", "height"), "WIDTHxHEIGHT (default: the model's "
-           "own resolution where its metadata says, else 512x512)", always=True,
+    Option("size", tuple, None, "Size", "--size", ("width", "height"), "WIDTHxHEIGHT (default: the model's "
+           "own resolution where its metadata says, else 512x512)", always=True, from_api=_pair_or_none(0, 512),
            written=lambda v, r, c: "{}x{}".format(*c.size), example=(64, 96)),
     Option("subseed", int, -1, "Variation seed", "--subseed", "subseed", "variation seed", bounds=(-1, 2 ** 64 - 1),
            written=_subseed_written, example=77, context={"subseed_strength": 0.5}),
@@ -219,8 +255,9 @@ OPTIONS: tuple[Option, ...] = (
            "override_settings.inpainting_mask_weight", "inpainting models' conditional mask weight",
            bounds=(0.0, 1.0), when=lambda r, c: c.inpainting_model and r.init_image is not None, always=True,
            example=0.5, context={"init_image": "init.png"}),
-    Option("clip_skip", int, 1, "Clip skip", "--clip-skip", "override_settings.CLIP_stop_at_last_layers",
-           "stop at the n-th last CLIP layer", bounds=(1, 12), written=lambda v, r, c: v if v > 1 else None,
+    Option("clip_skip", int, None, "Clip skip", "--clip-skip", "override_settings.CLIP_stop_at_last_layers",
+           "stop at the n-th last CLIP layer (default: the model's, else 1)", bounds=(1, 12),
+           written=lambda v, r, c: v if v and v > 1 else None,
            example=2),
     Option("ensd", int, 0, "ENSD", "--ensd", "override_settings.eta_noise_seed_delta",
            "eta noise seed delta (NovelAI: 31337)", bounds=(0, 2 ** 32 - 1), written=_ensd_written, example=31337),
@@ -232,32 +269,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("s_min_uncond", float, 0.0, "NGMS", "--ngms", "s_min_uncond", "negative guidance minimum sigma",
            bounds=(0.0, 100.0), example=0.5),
     Option("eta", float, None, "Eta", "--eta", "eta", "ancestral / DDIM noise (default: the sampler's)",
-           bounds=(0.0, 10.0), written=_eta_written, example=0.5),
-    Option("s_noise", float, 1.0, "Sigma noise", "--s-noise", "s_noise", "noise multiplier of ancestral and SDE "
-           "steps (k-diffusion's s_noise)", bounds=(0.0, 10.0), example=0.98),
-    Option("cfg_rescale", float, 0.0, "CFG Rescale phi", "--cfg-rescale", "cfg_rescale",
-           "CFG rescale phi (v-prediction models)", bounds=(0.0, 1.0), example=0.7),
+           bounds=(0.0, 10.0), written=_eta_written, alt_key=("Eta DDIM", _timestep_sampler), example=0.5),
+    Option("s_noise", float, 1.0, "Sigma noise", "--s-noise", "override_settings.s_noise",
+           "noise multiplier of ancestral and SDE steps (k-diffusion's s_noise)", bounds=(0.0, 10.0), example=0.98),
+    Option("cfg_rescale", float, None, "CFG Rescale phi", "--cfg-rescale", "cfg_rescale",
+           "CFG rescale phi (v-prediction models; default: the model's, else 0)", bounds=(0.0, 1.0),
+           written=lambda v, r, c: v or None, example=0.7),
     Option("emphasis", str, "original", "Emphasis", "--emphasis", "override_settings.emphasis",
            "attention emphasis: original, no-norm, none", choices=("original", "no-norm", "none"),
-           written=lambda v, r, c: EMPHASIS_TEXT.get(v),
-           read=lambda t: {"no norm": "no-norm", "none": "none"}.get(t.strip().lower(), "original"),
-           from_api=lambda v: {"no norm": "no-norm", "none": "none"}.get(str(v).strip().lower(), str(v).lower()),
-           example="no-norm"),
+           written=lambda v, r, c: EMPHASIS_TEXT.get(v), read=_emphasis, from_api=_emphasis, example="no-norm"),
     Option("old_prompt_editing", bool, False, "Old prompt editing timelines", "--old-prompt-editing",
            "override_settings.use_old_scheduling", "A1111 before 1.6: [a:b:0.5] and [a:b:5] counted over the first "
-           "pass only, fractions below 1 as fractions", example=True),
+           "pass only, fractions below 1 as fractions", late=True, example=True),
     Option("pad_conds", bool, False, "Pad conds", "--pad-conds", "override_settings.pad_cond_uncond",
-           "pad prompt and negative prompt to the same length with empty-prompt chunks", example=True),
+           "pad prompt and negative prompt to the same length with empty-prompt chunks", late=True, example=True),
     Option("pad_conds_v0", bool, False, "Pad conds v0", "--pad-conds-v0", "override_settings.pad_cond_uncond_v0",
            "A1111 before 1.6 (DDIM, PLMS): the negative prompt padded with its last vector or cut to the "
-           "prompt's length", example=True),
+           "prompt's length", late=True, example=True),
     Option("downcast_alphas_cumprod", bool, False, "Downcast alphas_cumprod", "--downcast-alphas-cumprod",
            "override_settings.use_downcasted_alpha_bar", "A1111 before 1.7: the noise schedule rounded through "
-           "fp16, as old seeds were made", example=True),
-    Option("zero_terminal_snr", bool, None, "Noise Schedule", "--ztsnr", "sd1kit_zero_terminal_snr",
+           "fp16, as old seeds were made", late=True, example=True),
+    Option("zero_terminal_snr", bool, None, "Noise Schedule", "--ztsnr", "override_settings.sd_noise_schedule",
            "zero terminal SNR schedule (default: what the model says)",
            written=lambda v, r, c: "Zero Terminal SNR" if v else None,
-           read=lambda t: t.strip().lower() == "zero terminal snr", example=True),
+           read=lambda t: t.strip().lower() == "zero terminal snr",
+           from_api=lambda v: v if isinstance(v, bool) else str(v).strip().lower() == "zero terminal snr",
+           to_api=lambda v: "Zero Terminal SNR" if v else "Default", example=True),
     Option("prediction", str, None, None, "--prediction", "sd1kit_prediction",
            "epsilon or v (default: what the model says; not in A1111's infotext, which does not record it)",
            choices=("epsilon", "v"), example="v"),
@@ -303,7 +340,8 @@ OPTIONS: tuple[Option, ...] = (
            bounds=(1.0, 4.0), mode="txt2img", when=_with_hr_resize, always=True, example=1.5,
            context={"enable_hr": True}),
     Option("hr_resize", tuple, None, "Hires resize", "--hires-resize", ("hr_resize_x", "hr_resize_y"),
-           "or a target WIDTHxHEIGHT", mode="txt2img", when=_hires, from_api=_pair_or_none(0),
+           "or a target WIDTHxHEIGHT (one side 0: the other follows the aspect ratio)", mode="txt2img", when=_hires,
+           from_api=_pair_or_none(0, 0, either=True),
            example=(128, 128), context={"enable_hr": True}),
     Option("hr_steps", int, 0, "Hires steps", "--hires-steps", "hr_second_pass_steps",
            "second-pass steps (0: the first pass's)", bounds=(0, 150), mode="txt2img", when=_hires,
@@ -312,25 +350,35 @@ OPTIONS: tuple[Option, ...] = (
            '"Latent" (default), "Latent (bicubic antialiased)", ..., "Lanczos", "Nearest"', mode="txt2img",
            when=_hires, always=True, example="Lanczos", context={"enable_hr": True}),
     Option("hr_sampler", str, None, "Hires sampler", "--hires-sampler", "hr_sampler_name",
-           "second-pass sampler (default: the first's)", mode="txt2img", when=_hires, example="Euler",
+           "second-pass sampler (default: the first's)", mode="txt2img", when=_hires,
+           from_api=_or_none("Use same sampler"), example="Euler",
            context={"enable_hr": True}),
     Option("hr_schedule", str, None, "Hires schedule type", "--hires-schedule", "hr_scheduler",
-           "second-pass schedule type", mode="txt2img", when=_hires, example="Karras",
+           "second-pass schedule type", mode="txt2img", when=_hires, from_api=_or_none("Use same scheduler"),
+           example="Karras",
            context={"enable_hr": True}),
     Option("hr_prompt", str, None, "Hires prompt", "--hires-prompt", "hr_prompt", "second-pass prompt",
-           mode="txt2img", when=_hires, example="a castle, detailed", context={"enable_hr": True}),
+           mode="txt2img", when=_hires, from_api=_or_none(), example="a castle, detailed",
+           context={"enable_hr": True}),
     Option("hr_negative_prompt", str, None, "Hires negative prompt", "--hires-negative", "hr_negative_prompt",
-           "second-pass negative prompt", mode="txt2img", when=_hires, example="blurry",
+           "second-pass negative prompt", mode="txt2img", when=_hires, from_api=_or_none(), example="blurry",
            context={"enable_hr": True}),
 )
 
 BY_ATTR = {o.attr: o for o in OPTIONS}
 
 
-def infotext_params(request, ctx: WriteContext) -> dict:
-    """The options' infotext parameters for one picture, in table order (None: left out)."""
-    return {o.infotext: o.infotext_value(request, ctx) for o in OPTIONS if o.infotext is not None
-            if o.infotext_value(request, ctx) is not None}
+def infotext_params(request, ctx: WriteContext, late: bool | None = None) -> dict:
+    """The options' infotext parameters for one picture, in table order (None: left out); `late`: only the rows
+    written after the modifiers' fields (True) or only the others (False)."""
+    out = {}
+    for o in OPTIONS:
+        if o.infotext is None or (late is not None and o.late != late):
+            continue
+        value = o.infotext_value(request, ctx)
+        if value is not None:
+            out[o.key(ctx)] = value
+    return out
 
 
 def _reads(option: Option, fields: dict) -> bool:
@@ -349,6 +397,8 @@ def options_from_infotext(fields: dict, where: str = "picture") -> dict:
         key = option.infotext
         if key is None or not _reads(option, fields):
             continue
+        if option.alt_key is not None and option.alt_key[0] in fields:
+            key = option.alt_key[0]
         try:
             if option.kind is tuple and f"{key}-1" in fields:  # the parser splits "WxH" into -1 / -2
                 values.update(option.changes((int(fields[f"{key}-1"]), int(fields[f"{key}-2"]))))
@@ -370,47 +420,52 @@ def _api_value(payload: dict, name: str):
     return payload.get(name)
 
 
-def _api_convert(option: Option, raw, name: str):
+def _api_convert(option: Option, raw):
     if option.from_api is not None:
         return option.from_api(raw)
     if option.kind is bool:
-        if isinstance(raw, str):
-            return _bool_text(raw)
-        return bool(raw)
-    if option.kind in (int, float):
+        return _bool_text(raw) if isinstance(raw, str) else bool(raw)
+    if option.kind is int:
+        return _whole(raw)
+    if option.kind is float:
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise ValueError(raw)
-        value = float(raw)
-        if option.kind is int:
-            if not value.is_integer():
-                raise ValueError(raw)
-            return int(value)
-        return value
-    if option.kind is tuple:
-        return tuple(int(v) for v in raw)
+        return float(raw)
     return str(raw)
 
 
+def _api_names(option: Option) -> tuple[str, ...]:
+    return option.api if isinstance(option.api, tuple) else (option.api,)
+
+
+def _api_rows(kind: str):
+    """The rows a txt2img / img2img payload can set."""
+    return [o for o in OPTIONS if o.api is not None and (o.mode is None or o.mode == kind)]
+
+
 def options_from_api(payload: dict, kind: str) -> dict:
-    """Request fields from an A1111 txt2img / img2img payload, by the table: only fields the payload has."""
+    """Request fields from an A1111 txt2img / img2img payload, by the table: only fields the payload has (hires
+    fields only with `enable_hr`, as A1111 ignores them otherwise)."""
     values = {}
-    for option in OPTIONS:
-        if option.api is None or (option.mode is not None and option.mode != kind):
+    hires = kind == "txt2img" and bool(payload.get("enable_hr"))
+    for option in _api_rows(kind):
+        if option.attr.startswith("hr_") and not hires:
             continue
-        names = option.api if isinstance(option.api, tuple) else (option.api,)
+        names = _api_names(option)
         raws = [_api_value(payload, n) for n in names]
-        if any(r is None for r in raws):
+        if all(r is None for r in raws):
             continue
         raw = tuple(raws) if len(raws) > 1 else raws[0]
         try:
-            value = _api_convert(option, raw, names[0])
+            value = _api_convert(option, raw)
         except (ValueError, TypeError, OverflowError):
-            raise Sd1kitError(names[0], f"{raw!r} is not a valid {option.kind.__name__}") from None
-        option.check(value, names[0])
-        if option.kind is tuple and value is None:
+            what = "two whole numbers" if option.kind is tuple else f"a valid {option.kind.__name__}"
+            raise Sd1kitError("/".join(names), f"{raw!r} is not {what}") from None
+        if value is None:
             continue
+        option.check(value, names[0])
         values.update(option.changes(value))
-    if payload.get("sampler_name") is None and payload.get("sampler_index"):  # older clients
+    if not payload.get("sampler_name") and payload.get("sampler_index"):  # older clients
         values["sampler"] = str(payload["sampler_index"])
     return values
 
@@ -423,7 +478,7 @@ def add_cli_flags(parser) -> None:
         if option.cli is None:
             continue
         kw: dict = {"dest": option.attr, "default": None, "help": option.help or None}
-        if option.attr == "zero_terminal_snr":
+        if option.kind is bool and option.attr != "per_image":  # --x / --no-x: a picture's switch can be undone
             kw["action"] = argparse.BooleanOptionalAction
         elif option.kind is bool:
             kw["action"] = "store_const"
@@ -444,6 +499,8 @@ def options_from_cli(args) -> dict:
         value = getattr(args, option.attr, None) if option.cli else None
         if isinstance(value, str) and option.kind is tuple:
             value = parse_pair(value, option.cli)
+            if option.attr in ("seed_resize_from", "hr_resize"):  # 0x0: unset, as A1111 reads it
+                value = option.from_api(value)
         if value is not None:
             option.check(value, option.cli)
             values.update(option.changes(value))
@@ -453,9 +510,9 @@ def options_from_cli(args) -> dict:
 def cli_args(option: Option, value) -> list[str]:
     """The command-line words that set `option` to `value` (the table walk's CLI side)."""
     if option.kind is bool:
-        if option.attr == "zero_terminal_snr":
-            return [option.cli if value else "--no-ztsnr"]
-        return [option.cli] if value != option.default else []
+        if option.attr == "per_image":
+            return [option.cli] if value != option.default else []
+        return [option.cli if value else "--no-" + option.cli[2:]]
     if option.kind is tuple:
         return [option.cli, "{}x{}".format(*value)]
     return [option.cli, str(value)]
@@ -463,8 +520,8 @@ def cli_args(option: Option, value) -> list[str]:
 
 def api_fields(option: Option, value) -> dict:
     """The payload fields that set `option` to `value` (the table walk's API side)."""
-    names = option.api if isinstance(option.api, tuple) else (option.api,)
-    values = value if option.kind is tuple else (value,)
+    names = _api_names(option)
+    values = value if option.kind is tuple else (option.to_api(value) if option.to_api else value,)
     if option.attr == "masked_content":
         values = (INPAINTING_FILL.index(value),)
     payload: dict = {}
@@ -481,11 +538,8 @@ def json_schema(kind: str) -> dict:
     types = {int: "integer", float: "number", str: "string", bool: "boolean"}
     props: dict = {"prompt": {"type": "string"}, "negative_prompt": {"type": "string"}}
     settings: dict = {"sd_model_checkpoint": {"type": "string"}, "sd_vae": {"type": "string"}}
-    for option in OPTIONS:
-        if option.api is None or (option.mode is not None and option.mode != kind):
-            continue
-        names = option.api if isinstance(option.api, tuple) else (option.api,)
-        for name in names:
+    for option in _api_rows(kind):
+        for name in _api_names(option):
             entry: dict = {"type": types.get(option.kind, "integer"), "description": option.help}
             if option.default is not None and option.kind is not tuple:
                 entry["default"] = option.default

@@ -26,7 +26,10 @@ from sd1kit.sampling.registry import SamplerSpec, ScheduleSpec, resolve_sampler
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
 SEED_MAX = 4294967294
+# what a model may say of itself (model.defaults); these request fields default to None (= unset), so a value a
+# library caller gives is explicit even when it equals the usual default
 MODEL_SETTINGS = ("prediction", "zero_terminal_snr", "clip_skip", "cfg_rescale", "size")
+FALLBACK = {"prediction": "epsilon", "zero_terminal_snr": False, "clip_skip": 1, "cfg_rescale": 0.0, "size": (512, 512)}
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,17 @@ class GenerationPlan:
         r, first = self.request, self.first
         ctx = WriteContext(seed, subseed, first.size, first.sampler, _schedule_label(r, first),
                            self.model.modules.unet_config.in_channels == 9)
-        params = {**infotext_params(r, ctx), **self.params}
+        params = {**infotext_params(r, ctx, late=False), **self.params}
+        params.pop("TI hashes", None)  # A1111 writes it after the networks' fields
         for m in self.modifiers:
-            if m.kind not in skip:
-                params.update(m.params())
-        params = {**params, **r.extra, "Version": f"sd1kit {__version__}"}
+            for key, value in m.params().items():
+                if m.kind in skip:  # did not run: neither its own fields nor the table's row of the same key
+                    params.pop(key, None)
+                else:
+                    params[key] = value
+        if "TI hashes" in self.params:
+            params["TI hashes"] = self.params["TI hashes"]
+        params = {**params, **infotext_params(r, ctx, late=True), **r.extra, "Version": f"sd1kit {__version__}"}
         return create_infotext(r.prompt, r.negative_prompt, a1111_order(params))
 
     def as_json(self) -> dict:
@@ -135,26 +144,25 @@ def plan(request: GenerationRequest, model: LoadedModel) -> GenerationPlan:
         warnings.append("extra networks in the negative prompt are not applied; their tags were removed ("
                         + ", ".join(n.tag for n in neg_networks) + ")")
     _check_inputs(request)
-    first = Pass("first", spec, sched, request.steps, text, neg_text, _prompt_steps(request.steps, spec), None, size,
-                 request.denoising_strength if request.init_image is not None else None,
-                 "picture" if request.init_image is not None else None, masked=request.mask_image is not None)
+    img2img = request.init_image is not None
+    first = Pass(name="first", sampler=spec, schedule=sched, steps=request.steps, prompt=text, negative=neg_text,
+                 prompt_steps=_prompt_steps(request.steps, spec), hires_steps=None, size=size,
+                 denoise=request.denoising_strength if img2img else None, init="picture" if img2img else None,
+                 masked=request.mask_image is not None)
     passes = (first,) if not request.enable_hr else (first, _hires_pass(request, first))
     from sd1kit.pipeline.build_modifiers import build_modifiers, embeddings_for
 
     modifiers = build_modifiers(request, model, networks, warnings)
     embeddings, used = embeddings_for(request, model, passes, warnings)
     ztsnr = bool(settings["zero_terminal_snr"].value)
-    if ztsnr and request.downcast_alphas_cumprod:
-        raise Sd1kitError("downcast alphas_cumprod", f"({settings['downcast_alphas_cumprod'].source}) cannot be "
-                          f"combined with zero terminal SNR ({settings['zero_terminal_snr'].source}): A1111's "
-                          "sigma_max becomes infinite; set one of them off")
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr,
                                                    downcast=request.downcast_alphas_cumprod))
     params = {"Model hash": model.short_hash, "Model": model.name, **vae_params}
     if used:  # A1111's "TI hashes": name: first 12 hex of the file's sha256
         params["TI hashes"] = ", ".join(f"{n}: {embeddings.embeddings[n].short_hash}" for n in used)
-    result = GenerationPlan(request, settings, model, schedule, settings["prediction"].value, passes,
-                            tuple(modifiers), embeddings, used, params, tuple(warnings))
+    result = GenerationPlan(request=request, settings=settings, model=model, noise_schedule=schedule,
+                            prediction=settings["prediction"].value, passes=passes, modifiers=tuple(modifiers),
+                            embeddings=embeddings, used_embeddings=used, params=params, warnings=tuple(warnings))
     for m in modifiers:
         why = m.check(result)
         if why:
@@ -176,9 +184,11 @@ def _explicit(request: GenerationRequest, attr: str) -> str | None:
     for name in names:
         if name in request.sources:
             return request.sources[name]
-    option = BY_ATTR.get(attr)
-    default = option.default if option is not None else None
-    return "request" if option is not None and option.get(request) != default else None
+    option = BY_ATTR[attr]
+    value = option.get(request)
+    if attr in MODEL_SETTINGS:
+        return "request" if value is not None and value != (None, None) else None
+    return "request" if value != option.default else None
 
 
 def resolve_settings(request: GenerationRequest, model: LoadedModel,
@@ -189,19 +199,46 @@ def resolve_settings(request: GenerationRequest, model: LoadedModel,
         source = _explicit(request, option.attr)
         value = option.get(request)
         own = model.defaults.get(option.attr)
-        if source is None and own is not None and not (option.attr == "size" and request.init_image is not None):
+        if option.attr == "size" and request.init_image is not None:
+            own = None  # img2img: the init picture's size is the user's choice, not the model's
+        if source is None and own is not None:
             value, source = own.value, own.source
-            changes.update(option.changes(value))
             if own.note:
                 warnings.append(own.note)
+        elif option.attr in MODEL_SETTINGS and source is None:
+            value = FALLBACK[option.attr]
+        elif option.attr == "size":  # one side given: the other is A1111's 512
+            value = tuple(512 if v is None else v for v in value)
+        changes.update(option.changes(value))
         settings[option.attr] = Resolved(value, source or "default")
     said = _catalog_said(settings)
     if said:
         warnings.append(said)
     seed, subseed = resolve_seed(request.seed), resolve_seed(request.subseed)
-    settings["seed"] = Resolved(seed, settings["seed"].source if request.seed >= 0 else "random")
-    settings["subseed"] = Resolved(subseed, settings["subseed"].source if request.subseed >= 0 else "random")
-    return replace(request, **changes, seed=seed, subseed=subseed), settings
+    given = lambda v: v is not None and v >= 0  # noqa: E731
+    settings["seed"] = Resolved(seed, settings["seed"].source if given(request.seed) else "random")
+    settings["subseed"] = Resolved(subseed, settings["subseed"].source if given(request.subseed) else "random")
+    request = replace(request, **{**changes, "seed": seed, "subseed": subseed})
+    return _schedule_compatible(request, settings, warnings), settings
+
+
+def _schedule_compatible(request: GenerationRequest, settings: dict, warnings: list[str]) -> GenerationRequest:
+    """Downcast alphas_cumprod and zero terminal SNR cannot go together (A1111's sigma_max becomes infinite):
+    a zero terminal SNR only the model suggests gives way (A1111 before 1.7 had none); two explicit ones refuse."""
+    if not (request.zero_terminal_snr and request.downcast_alphas_cumprod):
+        return request
+    z, d = settings["zero_terminal_snr"], settings["downcast_alphas_cumprod"]
+    if _explicit(request, "zero_terminal_snr") is None or not _user_source(z.source):
+        warnings.append(f"zero terminal SNR ({z.source}) left off: downcast alphas_cumprod ({d.source}) cannot "
+                        "be combined with it")
+        settings["zero_terminal_snr"] = Resolved(False, f"off for downcast alphas_cumprod ({d.source})")
+        return replace(request, zero_terminal_snr=False)
+    raise Sd1kitError("downcast alphas_cumprod", f"({d.source}) cannot be combined with zero terminal SNR "
+                      f"({z.source}): A1111's sigma_max becomes infinite; set one of them off")
+
+
+def _user_source(source: str) -> bool:
+    return source.split(":")[0] in ("cli", "api", "picture", "request", "batch")
 
 
 _SAID = {"prediction": lambda v: "v-prediction" if v == "v" else None,
@@ -243,6 +280,9 @@ def _prompt_steps(steps: int, spec: SamplerSpec) -> int:
 
 
 def _check_inputs(request: GenerationRequest) -> None:
+    for what, value in (("init image", request.init_image), ("mask", request.mask_image)):
+        if isinstance(value, (str, Path)) and not Path(value).is_file():
+            raise Sd1kitError(value, f"no such file (the {what})")
     if request.mask_image is not None and request.init_image is None:
         raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
     if request.masked_content not in inpaint.MASKED_CONTENT:
@@ -260,8 +300,9 @@ def _hires_pass(request: GenerationRequest, first: Pass) -> Pass:
     negative = (parse_extra_networks(request.hr_negative_prompt)[0] if request.hr_negative_prompt is not None
                 else first.negative)
     tw, th = hires.target_size(*first.size, request.hr_scale, request.hr_resize)
-    return Pass("hires", spec, sched, steps, text, negative, first.prompt_steps, _prompt_steps(steps, spec),
-                (tw - tw % 8, th - th % 8), request.hr_denoising_strength, "first pass", request.hr_upscaler)
+    return Pass(name="hires", sampler=spec, schedule=sched, steps=steps, prompt=text, negative=negative,
+                prompt_steps=first.prompt_steps, hires_steps=_prompt_steps(steps, spec), size=(tw - tw % 8, th - th % 8),
+                denoise=request.hr_denoising_strength, init="first pass", upscaler=request.hr_upscaler)
 
 
 def _with_vae(model: LoadedModel, request: GenerationRequest) -> tuple[LoadedModel, dict]:
