@@ -40,14 +40,6 @@ def _error(e: Sd1kitError) -> None:
     print(f"sd1kit: {e}", file=sys.stderr)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        return w, h
-    except ValueError:
-        raise Sd1kitError("--size", f"expected WIDTHxHEIGHT, e.g. 512x768, not {text!r}") from None
-
-
 def _read_text_arg(text: str | None, file: str | None, what: str) -> str | None:
     if file is None:
         return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sd1kit.cli.common import _parse_size
+from sd1kit.pipeline.options import parse_pair
 from sd1kit.errors import Sd1kitError
 
 
@@ -16,7 +16,7 @@ def _cmd_qr(args) -> int:
     from sd1kit.pipeline.request import GenerationRequest
     from sd1kit.pipeline.save import save_image
 
-    w, h = _parse_size(args.size) if args.size else (512, 512)
+    w, h = parse_pair(args.size, "--size") if args.size else (512, 512)
     if args.code_only:
         picture = qr_image(args.text, args.error, args.module_size, args.border, (w, h))
         out = Path(args.out)

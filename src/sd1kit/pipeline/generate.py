@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -269,6 +270,7 @@ def _denoiser(p: GenerationPlan, ps: Pass):
 def _guidance(p: GenerationPlan, ps: Pass, conds: Conditioning, src: _Source, init, n: int) -> CFGDenoiser:
     r, device = p.request, p.model.device
 
+    @lru_cache(maxsize=2)  # asked once per image and once for the negative at each step
     def at(step):
         cond = [(_schedule_at(s, step), wt) for s, wt in conds.parts]
         longest = max(c.shape[1] for c, _ in cond)  # A1111 (reconstruct_multicond_batch): AND parts of other
