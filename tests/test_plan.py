@@ -10,10 +10,10 @@ import pytest
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.infotext import parse_infotext
-from sd1kit.pipeline.options import (
-    OPTIONS, WriteContext, add_cli_flags, api_fields, cli_args, infotext_params, options_from_api, options_from_cli,
-    options_from_infotext,
+from sd1kit.pipeline.option_surfaces import (
+    add_cli_flags, api_fields, cli_args, options_from_api, options_from_cli,
 )
+from sd1kit.pipeline.options import OPTIONS, WriteContext, infotext_params, options_from_infotext
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.sampling.registry import resolve_sampler
 

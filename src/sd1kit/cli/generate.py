@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from sd1kit.pipeline.options import add_cli_flags
+from sd1kit.pipeline.option_surfaces import add_cli_flags
 from sd1kit.errors import Sd1kitError
 
 
@@ -16,7 +16,7 @@ def _generate_request(args):
     """The request the command line asks for: the picture's (--from), then the flags given, each recorded with its
     source; files named by the flags resolved. Nothing is decided here: the plan resolves the rest."""
     from sd1kit.pipeline.from_picture import read_picture_parameters, request_from_infotext, resolve_file
-    from sd1kit.pipeline.options import options_from_cli
+    from sd1kit.pipeline.option_surfaces import options_from_cli
     from sd1kit.pipeline.request import GenerationRequest
 
     request, fields = GenerationRequest(), None

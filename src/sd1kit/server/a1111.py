@@ -45,7 +45,7 @@ def encode_png(image: Image.Image, infotext: str | None = None) -> str:
 def generation_request(payload: dict, img2img: bool) -> tuple[GenerationRequest, dict]:
     """The request a txt2img / img2img payload asks for (the option table's API fields; every field the payload
     sets recorded as coming from the API), and the images it carries (PIL)."""
-    from sd1kit.pipeline.options import options_from_api
+    from sd1kit.pipeline.option_surfaces import options_from_api
 
     if not isinstance(payload, dict):
         raise Sd1kitError("payload", "expected a JSON object")

@@ -16,7 +16,7 @@ jobs_router = APIRouter()  # /sd1kit/v1/jobs
 
 def _body_schema(kind: str) -> dict:
     """The payload's OpenAPI schema, generated from the option table."""
-    from sd1kit.pipeline.options import json_schema
+    from sd1kit.pipeline.option_surfaces import json_schema
 
     return {"requestBody": {"content": {"application/json": {"schema": json_schema(kind)}}, "required": True}}
 
