@@ -12,7 +12,7 @@ from sd1kit.errors import Sd1kitError
 def _cmd_qr(args) -> int:
     from sd1kit.pipeline.from_picture import resolve_file
     from sd1kit.pipeline.model import load_model
-    from sd1kit.pipeline.qr import qr_generate, qr_image, scan
+    from sd1kit.pipeline.qr import QRCode, qr_generate, qr_image, scan
     from sd1kit.pipeline.request import GenerationRequest
     from sd1kit.pipeline.save import save_image
 
@@ -35,8 +35,8 @@ def _cmd_qr(args) -> int:
 
     device = pick_device(args.device)
     model = load_model(request.model, device=device, dtype=pick_dtype(args.dtype, device))
-    results = qr_generate(args.text, resolve_file(args.controlnet, "ControlNet"), request, model, weights,
-                          args.error, args.module_size, args.border)
+    code = QRCode(args.text, args.error, args.module_size, args.border)
+    results = qr_generate(code, resolve_file(args.controlnet, "ControlNet"), request, model, weights)
     for r in results:
         path = save_image(r.image.image, r.image.infotext, Path(args.out), r.image.seed, args.prompt)
         print(f"wrote {path}: weight {r.weight:g}, scans: {'yes' if r.scans else 'no'}"

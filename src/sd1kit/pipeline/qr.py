@@ -60,18 +60,31 @@ class QRResult:
     scans: bool
 
 
-def qr_generate(text: str, controlnet: str, request, model, weights: list[float], error: str = "H",
-                module_px: int = 16, border: int = 4, callback=None) -> list[QRResult]:
+@dataclass(frozen=True)
+class QRCode:
+    """What to encode and how the code is drawn (see `qr_image`)."""
+
+    text: str
+    error: str = "H"
+    module_px: int = 16
+    border: int = 4
+
+    def image(self, size: tuple[int, int]) -> Image.Image:
+        return qr_image(self.text, self.error, self.module_px, self.border, size)
+
+
+def qr_generate(code: QRCode, controlnet: str, request, model, weights: list[float],
+                callback=None) -> list[QRResult]:
     """Generate with the code as the control image at each weight in order; stop at the first that scans."""
     from sd1kit.pipeline.controlnet import ControlUnit
     from sd1kit.pipeline.generate import generate
     from sd1kit.pipeline.plan import resolve_seed
 
-    code = qr_image(text, error, module_px, border, (request.width, request.height))
+    text, control = code.text, code.image((request.width, request.height))
     request = request.with_(seed=resolve_seed(request.seed))  # one seed for every weight of a sweep
     results = []
     for weight in weights:
-        unit = ControlUnit(controlnet, None, weight=weight, resize_mode="Resize and Fill", picture=code)
+        unit = ControlUnit(controlnet, None, weight=weight, resize_mode="Resize and Fill", picture=control)
         generated = generate(request.with_(controlnets=[unit]), model, callback=callback)
         for image in generated.images:
             decoded = scan(image.image)
