@@ -220,6 +220,22 @@ def _emphasis(text) -> str:
     return value
 
 
+def _old_timelines_matter(request, ctx: WriteContext) -> bool:
+    """A1111 writes "Old prompt editing timelines" only when the old rule gives other schedules than the new."""
+    from sd1kit.prompts.schedule import prompt_schedule
+
+    factor = 2 if ctx.sampler is not None and ctx.sampler.second_order else 1
+    steps = request.steps * factor
+    hires = (request.hr_steps or request.steps) * factor if request.enable_hr else None
+    texts = [t for t in (request.prompt, request.negative_prompt, request.hr_prompt, request.hr_negative_prompt) if t]
+    return any(prompt_schedule(t, steps, hires, True) != prompt_schedule(t, steps, hires, False) for t in texts)
+
+
+def _noisy_sampler(request, ctx: WriteContext) -> bool:
+    """s_noise acts only on samplers that add noise (ancestral, SDE)."""
+    return ctx.sampler is None or ctx.sampler.noise is not None
+
+
 def _timestep_sampler(ctx: WriteContext) -> bool:
     return ctx.sampler is not None and ctx.sampler.timesteps
 
@@ -272,7 +288,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("eta", float, None, "Eta", "--eta", "eta", "ancestral / DDIM noise (default: the sampler's)",
            bounds=(0.0, 10.0), written=_eta_written, alt_key=("Eta DDIM", _timestep_sampler), example=0.5),
     Option("s_noise", float, 1.0, "Sigma noise", "--s-noise", "override_settings.s_noise",
-           "noise multiplier of ancestral and SDE steps (k-diffusion's s_noise)", bounds=(0.0, 10.0), example=0.98),
+           "noise multiplier of ancestral and SDE steps (k-diffusion's s_noise)", bounds=(0.0, 10.0), when=_noisy_sampler,
+           example=0.98),
     Option("cfg_rescale", float, None, "CFG Rescale phi", "--cfg-rescale", "cfg_rescale",
            "CFG rescale phi (v-prediction models; default: the model's, else 0)", bounds=(0.0, 1.0),
            written=lambda v, r, c: v or None, example=0.7),
@@ -281,7 +298,8 @@ OPTIONS: tuple[Option, ...] = (
            written=lambda v, r, c: EMPHASIS_TEXT.get(v), read=_emphasis, from_api=_emphasis, example="no-norm"),
     Option("old_prompt_editing", bool, False, "Old prompt editing timelines", "--old-prompt-editing",
            "override_settings.use_old_scheduling", "A1111 before 1.6: [a:b:0.5] and [a:b:5] counted over the first "
-           "pass only, fractions below 1 as fractions", late=True, example=True),
+           "pass only, fractions below 1 as fractions", late=True, when=_old_timelines_matter, example=True,
+           context={"prompt": "a [b:c:0.5] d", "enable_hr": True}),
     Option("pad_conds", bool, False, "Pad conds", "--pad-conds", "override_settings.pad_cond_uncond",
            "pad prompt and negative prompt to the same length with empty-prompt chunks", late=True, example=True),
     Option("pad_conds_v0", bool, False, "Pad conds v0", "--pad-conds-v0", "override_settings.pad_cond_uncond_v0",
