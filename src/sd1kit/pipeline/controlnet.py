@@ -234,20 +234,6 @@ class ControlSet:
         return down_total, mid_total
 
 
-def controlled_unet_model(unet, controls: ControlSet):
-    """unet_model with ControlNet residuals added to the skip connections and the middle block."""
-    def run(x_in, t, context, image_cond, uncond=None):
-        down, mid = controls.residuals(x_in, t, context, uncond)
-        if image_cond is not None:
-            x_in = torch.cat([x_in, image_cond.to(x_in.dtype)], dim=1)
-        dtype = unet.dtype
-        extra = {} if down is None else {"down_block_additional_residuals": [d.to(dtype) for d in down],
-                                         "mid_block_additional_residual": mid.to(dtype)}
-        return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype), **extra).sample.to(x_in.dtype)
-    run.accepts_uncond = True
-    return run
-
-
 def infotext_units(controls: ControlSet) -> dict[str, str]:
     """`ControlNet N: "Module: ..., Model: name [hash], Weight: ..."`, as A1111's ControlNet extension writes."""
     params = {}

@@ -10,6 +10,7 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.metadata.infotext import parse_infotext
 from sd1kit.demo import DEMO_NAMES, demo_model
+from sd1kit.metadata.backcompat import backcompat_switches, parse_version
 from sd1kit.pipeline.options import options_from_infotext
 from sd1kit.pipeline.request import GenerationRequest
 
@@ -49,7 +50,7 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
         if attr not in values:
             values[attr] = value
             sources[attr] = "picture (not written: the default)"
-    for attr, why in _backcompat(fields).items():
+    for attr, why in backcompat_switches(fields).items():
         if attr not in values:
             values[attr] = True
             sources[attr] = f"picture: {why}"
@@ -60,21 +61,11 @@ def _unwritten_defaults(fields: dict) -> dict:
     """What a picture says by leaving a key out: A1111 (and sd1kit) write `Clip skip` only above 1, `CFG Rescale
     phi` only when on, `Noise Schedule` only for zero terminal SNR; A1111's reader fills the first in the same way.
     So a model's own defaults must not replace them when regenerating."""
-    from sd1kit.metadata.backcompat import parse_version
-
     out = {"clip_skip": 1, "cfg_rescale": 0.0}
     version = str(fields.get("Version", ""))
     if parse_version(version) is not None or version.startswith("sd1kit"):
         out["zero_terminal_snr"] = False
     return out
-
-
-def _backcompat(fields: dict) -> dict:
-    try:
-        from sd1kit.metadata.backcompat import backcompat_switches
-    except ImportError:  # pragma: no cover
-        return {}
-    return backcompat_switches(fields)
 
 
 def models_dir(kind: str = "Stable-diffusion") -> Path:

@@ -15,10 +15,10 @@ from PIL import Image
 from sd1kit.pipeline import hires, images, inpaint
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.modifiers import composed_raw
-from sd1kit.pipeline.plan import SEED_MAX, GenerationPlan, Pass, plan, resolve_seed  # noqa: F401 - re-exported
+from sd1kit.pipeline.plan import GenerationPlan, Pass, plan
 from sd1kit.pipeline.request import GenerationRequest
 from sd1kit.prompts.compose import split_and
-from sd1kit.prompts.encode import PromptEncoder, pad_by_last_vector, pad_to_same_length
+from sd1kit.prompts.encode import PromptEncoder, pad_by_last_vector, pad_cond_uncond_v0, pad_to_same_length
 from sd1kit.prompts.schedule import prompt_schedule
 from sd1kit.rng import ImageRNG
 from sd1kit.sampling.denoisers import CFGDenoiser, Denoiser
@@ -151,9 +151,7 @@ def _padded(p: GenerationPlan, encoder_empty, cond: torch.Tensor, uncond: torch.
     if cond.shape[1] == uncond.shape[1]:
         return cond, uncond
     if p.request.pad_conds_v0:
-        from sd1kit.prompts.encode import pad_cond_uncond_v0
-
-        return cond, pad_cond_uncond_v0(cond, uncond)
+        return pad_cond_uncond_v0(cond, uncond)
     if p.request.pad_conds:
         return pad_to_same_length(cond, uncond, encoder_empty())
     return cond, uncond

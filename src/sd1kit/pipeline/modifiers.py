@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sd1kit.sampling.denoisers import unet_model
+
 ORDER = ("lora", "token_merging", "deepcache", "controlnet", "taesd")
 
 
@@ -226,25 +228,11 @@ class TaesdModifier(Modifier):
         return self.decoded
 
 
-def base_raw(unet):
-    """The raw model call (denoisers.RawModel) of a UNet-like callable: image conditioning concatenated
-    (inpainting: mask + masked latent), run in the UNet's precision; extra keywords go to the UNet call."""
-    def run(x_in, t, context, image_cond, uncond=None, **unet_kwargs):
-        if image_cond is not None:
-            x_in = torch.cat([x_in, image_cond.to(x_in.dtype)], dim=1)
-        dtype = unet.dtype
-        extra = {k: ([v.to(dtype) for v in val] if isinstance(val, (list, tuple)) else val.to(dtype))
-                 for k, val in unet_kwargs.items()}
-        return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype), **extra).sample.to(x_in.dtype)
-    run.accepts_uncond = True
-    return run
-
-
 def composed_raw(unet, modifiers) -> object:
     """The raw model call with every modifier's wraps, in the plan's order."""
     for m in modifiers:
         unet = m.wrap_unet(unet)
-    raw = base_raw(unet)
+    raw = unet_model(unet)
     for m in modifiers:
         raw = m.wrap(raw)
     return raw

@@ -14,8 +14,7 @@ from typing import Any, Callable
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.picture import text_number
-
-INPAINTING_FILL = ("fill", "original", "latent noise", "latent nothing")  # A1111's inpainting_fill indices
+from sd1kit.pipeline.inpaint import MASKED_CONTENT as INPAINTING_FILL  # in A1111's inpainting_fill order
 EMPHASIS_TEXT = {"no-norm": "No norm", "none": "None"}  # A1111's "Emphasis" infotext values ("Original" unwritten)
 HIRES_KEYS = ("Hires upscale", "Hires upscaler", "Hires resize")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.infotext import a1111_order, create_infotext
-from sd1kit.pipeline import hires, inpaint
+from sd1kit.pipeline import hires
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.options import BY_ATTR, OPTIONS, Resolved, WriteContext, infotext_params
 from sd1kit.pipeline.request import GenerationRequest
@@ -285,9 +285,6 @@ def _check_inputs(request: GenerationRequest) -> None:
             raise Sd1kitError(value, f"no such file (the {what})")
     if request.mask_image is not None and request.init_image is None:
         raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
-    if request.masked_content not in inpaint.MASKED_CONTENT:
-        raise Sd1kitError("masked content",
-                          f"one of {', '.join(inpaint.MASKED_CONTENT)}, not {request.masked_content!r}")
     if request.enable_hr:
         hires.check_upscaler(request.hr_upscaler)
 

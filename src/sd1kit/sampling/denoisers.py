@@ -23,11 +23,14 @@ PREDICTIONS = ("epsilon", "v")
 def unet_model(unet) -> RawModel:
     """A diffusers UNet as a raw model. Inpainting UNets (9 input channels) get the mask and the masked image's
     latent concatenated after the scaled latent, as LDM's c_concat does; instruct-pix2pix (8) the image latent."""
-    def run(x_in, t, context, image_cond):
+    def run(x_in, t, context, image_cond, uncond=None, **unet_kwargs):
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond.to(x_in.dtype)], dim=1)
         dtype = unet.dtype  # the UNet may run in bf16/fp16 while the sampler keeps fp32 latents
-        return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype)).sample.to(x_in.dtype)
+        extra = {k: [v.to(dtype) for v in val] if isinstance(val, (list, tuple)) else val.to(dtype)
+                 for k, val in unet_kwargs.items()}  # e.g. a ControlNet's residuals (pipeline.modifiers)
+        return unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype), **extra).sample.to(x_in.dtype)
+    run.accepts_uncond = True  # the rows' roles go on to wrappers that need them (ControlNet)
     return run
 
 
