@@ -31,7 +31,7 @@ def _cmd_inspect(args) -> int:
                 print(_format_probe(results[-1]["probe"]))
         if ins.refusal:
             print(f"sd1kit: {path}: {ins.refusal}", file=sys.stderr)
-            status = max(status, 1)
+            status = 2  # refused: unsafe, or not an SD1-family file (the report above says why)
     if args.json:
         print(json.dumps(results, indent=2))
     return status

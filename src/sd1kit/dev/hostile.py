@@ -45,7 +45,7 @@ class HostileCase:
     """One hostile file and the commands that open its kind.
 
     `build(folder)` writes the file (and anything beside it) into `folder` and returns the path the commands get as
-    {file}. `expect` is a substring the one-line refusal must contain (lower-cased comparison). `exit_code` is what
+    {file}. `expect` is a regular expression the one-line refusal must match (case-insensitive). `exit_code` is what
     every command must end with (2: a refusal with one line). `needs_model`: the runner writes a valid tiny model to
     {dir}/models/tiny.safetensors first (and a tiny LoRA as {lora}).
     """

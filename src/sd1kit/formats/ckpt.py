@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import pickletools
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sd1kit.errors import BadFileError, UnsafePickleError
+from sd1kit.formats import pickle_scan, torch_zip
+from sd1kit.formats.pickle_scan import CappedStream, scan_stream
 
 _STORAGES = ("Float", "Half", "BFloat16", "Double", "Long", "Int", "Short", "Char", "Byte", "Bool")
 # Globals a legitimate SD1 checkpoint may reference (WD1.3 / NAI / SD1.x pickle scans, formats.md §1).
@@ -39,6 +39,7 @@ class PickleScan:
     globals: tuple[str, ...]
     unsafe_globals: tuple[str, ...]
     zip_format: bool
+    stored: bool = True  # every zip member uncompressed: the tensors can be memory-mapped
 
     @property
     def safe(self) -> bool:
@@ -50,73 +51,81 @@ def is_allowed(name: str) -> bool:
 
 
 def scan_pickle_file(path: str | os.PathLike) -> PickleScan:
-    """List every global referenced by the pickles in a torch file, without unpickling anything."""
+    """List every global referenced by the pickles torch would load from this file, without unpickling anything.
+
+    The container is decided as torch decides it (torch.serialization: the first four bytes say zip; otherwise
+    the tar loader is tried, then the legacy stream of pickles), and the zip layout is accepted only where every
+    reader agrees on it (formats.torch_zip). Each pickle is walked with bounds (formats.pickle_scan).
+    """
     path = Path(path)
     found: list[str] = []
+    zip_format, stored = False, True
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if n.endswith(".pkl")]
-                if not any(n.endswith("data.pkl") for n in names):
-                    raise BadFileError(path, "zip file without data.pkl: not a torch checkpoint")
-                for name in names:
-                    _scan_stream(io.BytesIO(z.read(name)), path, found)
-            zip_format = True
-        else:
-            with open(path, "rb") as f:
-                if f.read(4) == b"PK\x03\x04":
-                    raise BadFileError(path, "truncated or damaged torch checkpoint (its zip directory is unreadable)")
-            with open(path, "rb", buffering=1 << 16) as f:
-                # legacy format: magic, protocol, sys_info, the object, storage keys; then raw storage bytes.
-                # A plain pickle has one stream only: stop at the end of the file.
-                for i in range(5):
-                    if i and not f.peek(1):
-                        break
-                    _scan_stream(f, path, found)
-            zip_format = False
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise BadFileError(path, f"unreadable torch file ({e})") from None
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            zip_format = f.read(4) == torch_zip.LOCAL
+            f.seek(0)
+            if zip_format:
+                stored = _scan_zip(path, f, size, found)
+            else:
+                _scan_legacy(path, f, size, found)
+    except OSError as e:
+        raise BadFileError(path, f"unreadable torch file ({e.strerror or e})") from None
     except BadFileError:
         if not any(not is_allowed(g) for g in found):
             raise  # corrupt and nothing unsafe seen: report the corruption; else report what is unsafe
-        zip_format = False
     ordered = tuple(dict.fromkeys(found))
-    return PickleScan(ordered, tuple(g for g in ordered if not is_allowed(g)), zip_format)
+    return PickleScan(ordered, tuple(g for g in ordered if not is_allowed(g)), zip_format, stored)
 
 
-def _scan_stream(stream, path: Path, found: list[str]) -> None:
-    """Append the globals of one pickle; STACK_GLOBAL operands are followed through the memo (as picklescan)."""
-    recent, memo, ops = [], {}, 0
+MAX_PICKLE_MEMBERS = 16  # a torch zip holds data.pkl (and TorchScript's constants.pkl, refused)
+
+
+def _scan_zip(path: Path, f, size: int, found: list[str]) -> bool:
+    """Scan the archive's pickles; return whether every member is stored uncompressed."""
+    layout = torch_zip.read_zip_layout(path, f, size)
+    if layout.find("data.pkl") is None:
+        raise BadFileError(path, "zip file without data.pkl: not a torch checkpoint")
+    if layout.find("constants.pkl") is not None:
+        raise BadFileError(path, "a TorchScript archive, not a checkpoint: refused")
+    pickles = [m for m in layout.members if m.name.lower().endswith(".pkl")]
+    if len(pickles) > MAX_PICKLE_MEMBERS:
+        raise BadFileError(path, f"zip archive with {len(pickles)} pickles: not a torch checkpoint")
+    for member in pickles:
+        data = torch_zip.read_member(path, f, member, pickle_scan.MAX_PICKLE_BYTES)
+        scan_stream(io.BytesIO(data), path, found)
+    return all(m.method == torch_zip.STORED for m in layout.members)
+
+
+def _scan_legacy(path: Path, f, size: int, found: list[str]) -> None:
+    """torch's legacy format: magic number, protocol, sys_info, the object, storage keys; then raw storage bytes."""
+    if _opens_as_tar(f):
+        raise BadFileError(path, "a tar-format torch file (torch < 0.4): refused, as torch's own loader refuses it "
+                                 "with weights_only")
+    f.seek(0)
+    values = []
+    for i in range(5):
+        if i and not f.peek(1):
+            break  # a plain pickle has one stream only: stop at the end of the file
+        values.append(scan_stream(CappedStream(f, pickle_scan.MAX_PICKLE_BYTES, path), path, found))
+    if torch_zip.ends_like_a_zip(f, size):
+        raise BadFileError(path, "a legacy torch pickle that ends with a zip archive: refused as ambiguous")
+    if values[0] != [_PICKLE_MAGIC]:
+        raise BadFileError(path, "not a torch checkpoint (no torch magic number at the start)")
+    if len(values) < 5:
+        raise BadFileError(path, "truncated legacy torch checkpoint (fewer than its five pickles)")
+
+
+def _opens_as_tar(f) -> bool:
+    """Whether Python's tarfile takes the file's first block as a tar header, as torch's legacy loader tries."""
+    import tarfile
+
+    f.seek(0)
     try:
-        for op, arg, _pos in pickletools.genops(stream):
-            ops += 1
-            name = op.name
-            if name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                found.append(f"{module}.{attr}")
-                recent.append(None)
-            elif name == "STACK_GLOBAL":
-                strings = [v for v in recent[-2:] if isinstance(v, str)]
-                found.append(".".join(strings) if len(strings) == 2 else "<unresolved STACK_GLOBAL>")
-                recent.append(None)
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                found.append(f"<copyreg extension {arg}>")
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[arg] = recent[-1] if recent else None
-            elif name == "MEMOIZE":
-                memo[len(memo)] = recent[-1] if recent else None
-            elif name in ("BINGET", "LONG_BINGET", "GET"):
-                recent.append(memo.get(arg))
-            elif isinstance(arg, str):
-                recent.append(arg)
-            else:
-                recent.append(None)
-            if name == "STOP":
-                break
-    except ValueError as e:
-        raise BadFileError(path, f"corrupt pickle ({e})") from None
-    if not ops:
-        raise BadFileError(path, "not a pickle: empty stream")
+        with tarfile.open(fileobj=f, mode="r:"):
+            return True
+    except (tarfile.TarError, EOFError, ValueError, OSError):
+        return False
 
 
 class _InertCallback:
@@ -144,26 +153,38 @@ def _extra_safe_globals(scan: PickleScan) -> list:
     return extra
 
 
+TORCH_FLOOR = (2, 10)  # GHSA-63cw-57p8-fm3p: weights_only unpickler memory corruption before 2.10 (and 2.6's fix)
+
+
 def load_torch_file(path: str | os.PathLike, scan: PickleScan | None = None):
-    """Load a torch pickle safely; raises UnsafePickleError (listing the globals) before anything is unpickled."""
+    """Load a torch pickle safely; raises UnsafePickleError (listing the globals) before anything is unpickled.
+
+    Only a file the scanner accepted reaches `torch.load(weights_only=True)`; whatever that loader then objects
+    to (a storage it cannot rebuild, a type it does not know) is one BadFileError line, never a traceback.
+    """
     import torch
 
     path = Path(path)
+    _check_torch_version(torch.__version__)
     scan = scan or scan_pickle_file(path)
     if not scan.safe:
         raise UnsafePickleError(path, list(scan.unsafe_globals))
+    # a compressed member cannot be memory-mapped (torch would map the deflated bytes as the tensor's)
+    mmap = scan.zip_format and scan.stored
     with torch.serialization.safe_globals(_extra_safe_globals(scan)):
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=scan.zip_format)
-        except RuntimeError as e:
-            if not scan.zip_format or "mmap" not in str(e):
-                raise BadFileError(path, f"unreadable torch file ({_first_line(e)})") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as e:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except Exception as e:  # noqa: BLE001 - any failure of the loader on a scanned file is "unreadable"
             raise BadFileError(path, f"unreadable torch file ({_first_line(e)})") from None
-        try:  # compressed zip entries cannot be memory-mapped
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as e:
-            raise BadFileError(path, f"unreadable torch file ({_first_line(e)})") from None
+
+
+def _check_torch_version(version: str) -> None:
+    numbers = tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+    if numbers < TORCH_FLOOR:
+        from sd1kit.errors import Sd1kitError
+
+        raise Sd1kitError("torch", f"torch {version} has known flaws in its weights_only loader; sd1kit opens "
+                                   f"pickles only with torch >= {'.'.join(map(str, TORCH_FLOOR))}")
 
 
 def _first_line(e: BaseException) -> str:

@@ -23,6 +23,11 @@ DTYPE_SIZES = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
+# sd1kit's own, tighter bounds: an SD1 checkpoint with EMA has ~3,000 tensors and a header under 1 MiB; a LoRA's
+# kohya metadata (tag frequencies) stays within a few MiB. Past these a header only costs memory and time.
+MAX_SD1_HEADER_BYTES = 16 * 1024 * 1024
+MAX_TENSORS = 50_000
+MAX_DIMS = 8
 METADATA_KEY = "__metadata__"
 
 
@@ -64,17 +69,32 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
         (n,) = struct.unpack("<Q", head)
         if n == 0 or n > MAX_HEADER_BYTES or 8 + n > size:
             raise BadFileError(path, f"not a safetensors file or truncated: header length {n} for a file of {size} bytes")
+        if n > MAX_SD1_HEADER_BYTES:
+            raise BadFileError(path, f"safetensors header of {n} bytes: larger than any SD1 model's "
+                                     f"({MAX_SD1_HEADER_BYTES >> 20} MiB cap)")
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadFileError(path, f"safetensors header is not valid JSON ({e.__class__.__name__})") from None
-    if not isinstance(header, dict):
-        raise BadFileError(path, "safetensors header is not a JSON object")
+    header = _parse_header_json(path, raw)
+    if len(header) > MAX_TENSORS + 1:
+        raise BadFileError(path, f"safetensors header lists {len(header)} tensors: more than any SD1 model "
+                                 f"({MAX_TENSORS} cap)")
     metadata = _read_metadata(path, header.pop(METADATA_KEY, None))
     tensors = {name: _tensor_info(path, name, entry) for name, entry in header.items()}
     _check_layout(path, tensors, size - 8 - n)
     return SafetensorsHeader(path, tensors, metadata, 8 + n, size)
+
+
+def _parse_header_json(path: Path, raw: bytes) -> dict:
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise BadFileError(path, "safetensors header JSON nests too deep: refused") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadFileError(path, f"safetensors header is not valid JSON ({e.__class__.__name__})") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise BadFileError(path, f"safetensors header holds an unreadable number ({str(e)[:80]})") from None
+    if not isinstance(header, dict):
+        raise BadFileError(path, "safetensors header is not a JSON object")
+    return header
 
 
 def _read_metadata(path: Path, meta) -> dict[str, str]:
@@ -89,19 +109,23 @@ def _tensor_info(path: Path, name: str, entry) -> TensorInfo:
     if not isinstance(entry, dict):
         raise BadFileError(path, f"tensor {name!r}: header entry is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_SIZES:
-        raise BadFileError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise BadFileError(path, f"tensor {name!r}: bad shape {shape!r}")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
-        raise BadFileError(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise BadFileError(path, f"tensor {name!r}: unknown dtype {str(dtype)[:40]!r}")
+    if (not isinstance(shape, list) or len(shape) > MAX_DIMS
+            or not all(_is_count(d) for d in shape)):
+        raise BadFileError(path, f"tensor {name!r}: bad shape {str(shape)[:80]}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)) or offsets[0] > offsets[1]:
+        raise BadFileError(path, f"tensor {name!r}: bad data_offsets {str(offsets)[:80]}")
     info = TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
     if info.numel * DTYPE_SIZES[dtype] != info.end - info.begin:
         raise BadFileError(
             path, f"tensor {name!r}: {dtype} {list(shape)} needs {info.numel * DTYPE_SIZES[dtype]} bytes "
                   f"but data_offsets give {info.end - info.begin}")
     return info
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_size: int) -> None:

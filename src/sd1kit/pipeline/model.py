@@ -73,7 +73,8 @@ def place_modules(modules: SD1Modules, device: torch.device, dtype: torch.dtype,
             continue
         storage = _storage_dtype(dtype) if low_memory else dtype
         if first.device != device or first.dtype != storage:
-            module.to(device=device, dtype=storage)
+            # nn.Module.to, not diffusers' override, which warns about fp32-kept modules these models do not have
+            torch.nn.Module.to(module, device=device, dtype=storage)
         if storage != dtype:
             _cast_per_layer(module, storage, dtype)
     if device.type == "cpu" and dtype == torch.bfloat16 and modules.unet is not None:
