@@ -103,3 +103,76 @@ def test_refusals_name_the_ambiguity(tmp_path):
     path.write_bytes(hf.write_zip([(members[0][0], members[0][1]), ("other/x", b"1"), *members[1:]]))
     with pytest.raises(BadFileError, match="outside the archive folder"):
         scan_pickle_file(path)
+
+
+def _unshare_works() -> bool:
+    import shutil
+    import subprocess
+
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unshare -rm (a private mount namespace) for real ENOSPC/EROFS")
+def test_full_disk_and_read_only_folder_say_so(tmp_path):
+    """A real 64 KiB tmpfs and a real read-only mount (in a private mount namespace): each failure is its own
+    one-line message naming the output, and no temporary file stays behind."""
+    import shlex
+    import subprocess
+    import sys
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "ro").mkdir()
+    model = prepare(CASES["garbage"], tmp_path / "case")["model"]
+    sd1kit = [sys.executable, "-c", "import sys; from sd1kit.cli import main; sys.exit(main())"]
+    script = (f"mount -t tmpfs -o size=64k tmpfs {tmp_path}/full && mount -t tmpfs -o ro tmpfs {tmp_path}/ro && "
+              + " ; ".join(f"{shlex.join(sd1kit + ['convert', model, f'{tmp_path}/{d}/out.safetensors'])}; "
+                           f"echo rc=$?; ls -A {tmp_path}/{d}" for d in ("full", "ro")))
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    errors = [l for l in result.stderr.splitlines() if l.startswith("sd1kit:")]
+    assert result.stdout.split() == ["rc=2", "rc=2"], (result.stdout, result.stderr)  # nothing left in either
+    assert errors == [f"sd1kit: {tmp_path}/full/out.safetensors: no space left on the device",
+                      f"sd1kit: {tmp_path}/ro/out.safetensors: read-only file system: cannot write here"], errors
+
+
+def test_stale_temporaries_of_killed_runs_are_removed(tmp_path, cli):
+    """Only our own pattern, only for the target written, only files older than the running process."""
+    import os
+    import time
+
+    model = prepare(CASES["garbage"], tmp_path)["model"]
+    out = tmp_path / "out.safetensors"
+    stale, fresh = tmp_path / ".out.safetensors.abcd1234.tmp", tmp_path / ".out.safetensors.wxyz9876.tmp"
+    other, unrelated = tmp_path / ".other.safetensors.abcd1234.tmp", tmp_path / "notes.tmp"
+    for path in (stale, fresh, other, unrelated):
+        path.write_bytes(b"x" * 1000)
+    old = time.time() - 3600
+    for path in (stale, other, unrelated):
+        os.utime(path, (old, old))
+    os.utime(fresh, (time.time() + 3600,) * 2)  # a concurrent writer's file: newer than this process
+    result = cli("convert", model, out)
+    assert result.code == 0, result.err
+    assert not stale.exists() and fresh.exists() and other.exists() and unrelated.exists()
+
+
+def test_a_picture_cannot_point_generation_outside_the_models_folders(tmp_path, cli):
+    """`<lora:/abs/path>` or `<lora:../x>` in a picture's prompt names no file: LoRAs resolve inside the LoRA
+    folders only (as A1111's network lists), also for a name that is an existing path."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    values = prepare(CASES["garbage"], tmp_path / "case")
+    models = tmp_path / "models"
+    (models / "Stable-diffusion").mkdir(parents=True)
+    (models / "Lora").mkdir()
+    (models / "Stable-diffusion" / "tiny.safetensors").write_bytes(open(values["model"], "rb").read())
+    outside = values["lora"]  # an existing LoRA, outside models/Lora
+    for name in (outside, "../../case/tiny-lora", "../case/tiny-lora.safetensors"):
+        info = PngInfo()
+        info.add_text("parameters", f"a cat <lora:{name}:1>\nSteps: 1, Sampler: Euler, CFG scale: 7, Seed: 1, "
+                                    "Size: 64x64, Model: tiny")
+        picture = tmp_path / "picture.png"
+        Image.new("RGB", (64, 64)).save(picture, pnginfo=info)
+        result = cli("generate", "--from", picture, "--models-dir", models, "--dry-run")
+        assert result.code == 2 and f"{name!r} is not in {models / 'Lora'}" in result.err, result.err
+        assert len([l for l in result.err.splitlines() if l.strip()]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -29,3 +30,27 @@ class UnsafePickleError(Sd1kitError):
 
 class UnsupportedModelError(Sd1kitError):
     """A model of another family (SDXL, SD2, ...) where an SD1 model is needed."""
+
+
+# What an OS error means to someone running a command: its own words per errno, never "internal error".
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system: cannot write here",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or folder (removed while sd1kit was using it?)",
+    errno.ENOTDIR: "not a folder",
+    errno.EISDIR: "a folder, not a file",
+    errno.EIO: "input/output error (a failing disk or a network drive that went away)",
+    errno.EFBIG: "file too large for this file system",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EMFILE: "too many open files",
+}
+
+
+def os_error(e: OSError, where: str | os.PathLike | None = None) -> Sd1kitError:
+    """An OSError as a one-line Sd1kitError naming the file (`where` for a temporary file's real target)."""
+    message = _OS_ERRORS.get(e.errno, e.strerror or e.__class__.__name__)
+    target = where if where is not None else (e.filename if e.filename is not None else None)
+    return Sd1kitError(target, message)

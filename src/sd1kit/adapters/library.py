@@ -22,6 +22,13 @@ def _files(folders: list[Path]) -> list[Path]:
     return sorted(p for folder in folders for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
 
 
+def _relative(path: Path, folder: Path) -> str | None:
+    try:
+        return path.relative_to(folder).with_suffix("").as_posix()
+    except ValueError:
+        return None
+
+
 def _alias(path: Path) -> str | None:
     if path.suffix.lower() != ".safetensors":
         return None
@@ -39,12 +46,13 @@ def short_hash(path: Path) -> str:
 
 
 def find_adapter(name: str, folders: list[Path], wanted_hash: str | None = None) -> Path:
-    direct = Path(name)
-    if direct.suffix.lower() in SUFFIXES and direct.is_file():
-        return direct
+    """The file a `<lora:NAME>` tag means, found only among the files under `folders` (as A1111 finds networks:
+    by file name, a path relative to the folder, or the ss_output_name alias; then by hash). A name that is a path
+    elsewhere (`/abs/x.safetensors`, `../x`) matches nothing: a prompt, a picture or an API request never opens a
+    file outside the LoRA folders."""
     files = _files(folders)
     for path in files:
-        if path.stem == name:
+        if name in (path.stem, path.name) or any(_relative(path, f) == name for f in folders):
             return path
     for path in files:
         if _alias(path) == name:

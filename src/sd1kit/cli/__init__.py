@@ -15,7 +15,7 @@ import traceback
 from sd1kit.cli import dev, generate, info, inspect, lora, merge, models, prompt, qr, serve
 from sd1kit.cli.common import IntermixedParser, _error, add_subcommands
 from sd1kit.cli.dev import DEMO_PROMPTS
-from sd1kit.errors import Sd1kitError
+from sd1kit.errors import Sd1kitError, os_error
 
 __all__ = ["DEMO_PROMPTS", "build_parser", "main"]
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # a full disk, a read-only folder, a file that vanished: said in the user's words
+        _error(os_error(e))
+        return 2
     except Exception as e:  # noqa: BLE001 - the CLI promises one line, not a traceback
         if os.environ.get("SD1KIT_DEBUG"):
             traceback.print_exc()

@@ -171,12 +171,15 @@ class LazyReader:
 
 
 def write_safetensors(target: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
-    """Write tensors atomically (temporary file + rename)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.contiguous() for k, v in tensors.items()}
-    with atomic_path(target) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata or None)
+    """Write tensors atomically (temporary file + rename), in the order given, metadata keys sorted: the same
+    tensors and metadata always give the same bytes (the safetensors library orders metadata by a hash map)."""
+    entries = []
+    for name, tensor in tensors.items():
+        dtype = TORCH_TO_ST_DTYPE.get(str(tensor.dtype))
+        if dtype is None:
+            raise ValueError(f"{name}: {tensor.dtype} has no safetensors dtype")
+        entries.append((name, dtype, tuple(tensor.shape)))
+    write_safetensors_stream(target, entries, tensors.__getitem__, metadata)
 
 
 def write_safetensors_stream(target: str | os.PathLike, entries: list[tuple[str, str, tuple[int, ...]]], produce,
@@ -184,7 +187,7 @@ def write_safetensors_stream(target: str | os.PathLike, entries: list[tuple[str,
     """Write tensors one at a time, atomically: `entries` lists (name, safetensors dtype, shape) in file order,
     `produce(name)` returns each tensor when its turn comes (so memory holds one tensor, not the model);
     `finish()` may still refuse (raise) before the file takes the target's name."""
-    header: dict = {METADATA_KEY: dict(metadata)} if metadata else {}
+    header: dict = {METADATA_KEY: dict(sorted(metadata.items()))} if metadata else {}
     offset = 0
     for name, dtype, shape in entries:
         size = math.prod(shape) * DTYPE_SIZES[dtype]

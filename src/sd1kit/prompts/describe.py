@@ -16,12 +16,14 @@ ADAPTER_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 
 
 def find_adapter_file(folder: Path, name: str) -> Path | None:
-    """A LoRA/LyCORIS file named `name` (any known suffix) anywhere under `folder`, as A1111 finds them."""
-    for suffix in ADAPTER_SUFFIXES:
-        hit = next(iter(folder.rglob(f"{name}{suffix}")), None) if name else None
-        if hit is not None:
-            return hit
-    return None
+    """A LoRA/LyCORIS file named `name` under `folder`, found as generation finds it (adapters.library)."""
+    from sd1kit.adapters.library import find_adapter
+    from sd1kit.errors import Sd1kitError
+
+    try:
+        return find_adapter(name, [folder]) if name else None
+    except Sd1kitError:
+        return None
 
 
 def _describe_text(text: str, steps: int, hires_steps: int | None, tokenizer, embeddings, emphasis: str,
