@@ -6,6 +6,7 @@ no payload ever runs. The cases are in sd1kit.dev.hostile_files; bench/hostile.p
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 import zipfile
@@ -176,3 +177,35 @@ def test_a_picture_cannot_point_generation_outside_the_models_folders(tmp_path, 
         result = cli("generate", "--from", picture, "--models-dir", models, "--dry-run")
         assert result.code == 2 and f"{name!r} is not in {models / 'Lora'}" in result.err, result.err
         assert len([l for l in result.err.splitlines() if l.strip()]) == 1
+
+
+def test_a_models_folder_with_bad_files_still_serves(tmp_path):
+    """The server's lists go on past bad files: a hostile checkpoint is listed by its hash (never unpickled) and
+    refused with its reason when chosen, a broken link is left out, a hostile embedding is listed as skipped."""
+    from fastapi.testclient import TestClient
+
+    from sd1kit.server.app import ServerConfig, create_app
+
+    values = prepare(CASES["garbage"], tmp_path / "case")
+    models = tmp_path / "models"
+    (models / "Stable-diffusion").mkdir(parents=True)
+    (models / "Lora").mkdir()
+    (tmp_path / "embeddings").mkdir()
+    (models / "Stable-diffusion" / "tiny.safetensors").write_bytes(open(values["model"], "rb").read())
+    (models / "Stable-diffusion" / "deep.ckpt").write_bytes(hf.write_zip(hf._with_data_pkl(hf.deep_tuple_key())))
+    (models / "Stable-diffusion" / "gone.safetensors").symlink_to(tmp_path / "nowhere")
+    (models / "Lora" / "evil.safetensors").write_bytes(hf.safetensors_bytes(hf._deep_json()))
+    (tmp_path / "embeddings" / "deep.pt").write_bytes(hf.write_zip(hf._with_data_pkl(hf.deep_tuple_key())))
+    with TestClient(create_app(ServerConfig(models, model="tiny"))) as client:
+        listed = [m["model_name"] for m in client.get("/sdapi/v1/sd-models").json()]
+        assert "tiny" in listed and "deep" in listed and "gone" not in listed
+        assert [l["name"] for l in client.get("/sdapi/v1/loras").json()] == ["evil"]
+        skipped = client.get("/sdapi/v1/embeddings").json()["skipped"]
+        assert "deeper than" in skipped["deep"]["reason"]
+        r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "deep"})
+        assert r.status_code >= 400 and "deeper than" in json.dumps(r.json()), r.text
+        r = client.post("/sdapi/v1/txt2img", json={"prompt": "x <lora:evil:1>", "steps": 1, "width": 64,
+                                                   "height": 64})
+        assert r.status_code >= 400 and "nests too deep" in json.dumps(r.json()), r.text
+        r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64})
+        assert r.status_code == 200, r.text

@@ -49,8 +49,17 @@ _OS_ERRORS = {
 }
 
 
+class FileSystemError(Sd1kitError, OSError):
+    """An OSError said in the user's words; still an OSError, so code that tolerates one (a cache that cannot be
+    written) goes on tolerating it."""
+
+
 def os_error(e: OSError, where: str | os.PathLike | None = None) -> Sd1kitError:
     """An OSError as a one-line Sd1kitError naming the file (`where` for a temporary file's real target)."""
+    if isinstance(e, Sd1kitError):
+        return e
     message = _OS_ERRORS.get(e.errno, e.strerror or e.__class__.__name__)
     target = where if where is not None else (e.filename if e.filename is not None else None)
-    return Sd1kitError(target, message)
+    error = FileSystemError(target, message)
+    error.errno = e.errno
+    return error

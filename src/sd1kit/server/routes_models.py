@@ -98,8 +98,12 @@ async def set_options(payload: dict, state: State):
         entry = find_checkpoint(state, str(payload["sd_model_checkpoint"]))
 
         def switch(job):
-            state.model_title = entry["title"]
-            state.load(job)
+            previous, state.model_title = state.model_title, entry["title"]
+            try:
+                state.load(job)
+            except BaseException:  # a file that cannot load leaves the server on the model it had
+                state.model_title = previous
+                raise
             return None
         await state.run("options", switch)
     if "sd_vae" in payload:

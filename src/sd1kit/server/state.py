@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -110,7 +111,11 @@ def list_checkpoints(state: ServerState) -> list[dict]:
     folder = state.folder("Stable-diffusion")
     if folder and folder.is_dir():
         for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES):
-            h = file_hashes(path)
+            try:
+                h = file_hashes(path)
+            except OSError as e:  # a broken link, an unreadable file: one warning line, the others are listed
+                print(f"sd1kit: warning: {path}: not listed ({e.strerror or e})", file=sys.stderr)
+                continue
             name = str(path.relative_to(folder))
             entries.append({"title": f"{name} [{h.a1111_short}]", "model_name": path.stem, "hash": h.a1111_short,
                             "sha256": h.sha256, "filename": str(path), "config": None})
