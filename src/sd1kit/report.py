@@ -131,12 +131,12 @@ def _format_params(n: int) -> str:
 
 def _provenance(metadata: dict) -> list[str]:
     """How an sd1kit merge or bake made this file, from its metadata."""
-    import json
+    from sd1kit.metadata.limits import load_json
 
     lines = []
     try:
         if "sd1kit_recipe" in metadata:
-            record = json.loads(metadata["sd1kit_recipe"])
+            record = load_json(metadata["sd1kit_recipe"], "sd1kit_recipe")
             for name, info in record["models"].items():
                 lines.append(f"  merged from {name} = {info['file']} (sha256 {info['sha256'][:12]})")
             for name, node in record["nodes"].items():
@@ -146,7 +146,7 @@ def _provenance(metadata: dict) -> list[str]:
                              f"{'; ' + params if params else ''}){blocks}")
             lines.append(f"  output      {record['output']}  (redo: sd1kit merge --recipe-from FILE --out NEW)")
         if "sd1kit_baked" in metadata:
-            record = json.loads(metadata["sd1kit_baked"])
+            record = load_json(metadata["sd1kit_baked"], "sd1kit_baked")
             adapters = ", ".join(f"{a['file']} x{a['weight']}" for a in record["adapters"])
             lines.append(f"  baked       {adapters} into {record['base']['file']} (sha256 {record['base']['sha256'][:12]})")
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -10,6 +10,7 @@ from pathlib import Path
 from sd1kit.adapters.algorithms import WEIGHT_NAMES
 from sd1kit.errors import BadFileError
 from sd1kit.formats.source import ModelSource, open_source
+from sd1kit.metadata.limits import load_json
 
 # PEFT / diffusers spellings -> kohya's (lora_A = down, lora_B = up)
 WEIGHT_SYNONYMS = {
@@ -83,7 +84,6 @@ def group_modules(source: ModelSource) -> AdapterFile:
 def summarize(source: ModelSource) -> dict:
     """What `sd1kit inspect` shows of an adapter: modules per algorithm and part, ranks, alphas, and the kohya
     training metadata people look at."""
-    import json
     from collections import Counter
 
     import torch
@@ -105,7 +105,7 @@ def summarize(source: ModelSource) -> dict:
     meta = source.metadata
     tags = Counter()
     try:
-        for folder in json.loads(meta.get("ss_tag_frequency", "{}")).values():
+        for folder in load_json(meta.get("ss_tag_frequency", "{}"), "ss_tag_frequency").values():
             tags.update({str(k).strip(): int(v) for k, v in folder.items()})
     except (ValueError, AttributeError, TypeError):
         pass

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sd1kit.formats.atomic import write_bytes_atomic
+from sd1kit.metadata.limits import load_json
 
 CHUNK = 8 << 20
 RING = 4
@@ -121,7 +122,7 @@ def cache_path() -> Path:
 def read_cache(path: Path, version: int = CACHE_VERSION) -> dict:
     """A JSON cache file of the user cache folder; {} when missing, unreadable or of another version."""
     try:
-        data = json.loads(path.read_text())
+        data = load_json(path.read_text(), "hash cache")
         return data if isinstance(data, dict) and data.get("version") == version else {}
     except (OSError, ValueError):
         return {}
