@@ -1,11 +1,11 @@
 """`sd1kit convert`: any SD1-family file -> a clean canonical .safetensors (training state dropped, key quirks
-fixed, EMA used/dropped/kept, optional dtype), written atomically with its provenance in the metadata."""
+fixed, EMA used/dropped/kept, optional dtype), written atomically with its provenance in the metadata, and with
+sd1kit's own yaml beside it where the output needs one (formats.yaml_config.write_output_yaml), never a copy."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +13,10 @@ import torch
 
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
-from sd1kit.formats.atomic import atomic_path
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.formats.keys.ldm import EMA_PREFIX, SCHEDULE_BUFFERS, UNET_PREFIX, ema_name
 from sd1kit.formats.safetensors_io import write_safetensors
+from sd1kit.formats.yaml_config import in_channels_of, write_output_yaml
 from sd1kit.report import inspect_path
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -96,8 +96,5 @@ def convert(src: str | Path, out: str | Path, dtype: str | None = None, ema: str
         metadata["sd1kit.prediction"] = d.prediction
         metadata["sd1kit.zero_terminal_snr"] = "true" if d.zero_terminal_snr else "false"
     write_safetensors(out, sd, metadata)
-    yaml_out = out.with_suffix(".yaml") if yaml_in else None
-    if yaml_in and not _same_file(yaml_in, yaml_out):  # model.ckpt -> model.safetensors shares model.yaml
-        with atomic_path(yaml_out) as tmp:
-            shutil.copyfile(yaml_in, tmp)
-    return ConvertResult(out, len(sd), metadata, yaml_out)
+    return ConvertResult(out, len(sd), metadata, write_output_yaml(
+        out, d.prediction if d.kind in ("checkpoint", "unet") else None, in_channels_of(ins.source.shapes), yaml_in))

@@ -1,12 +1,12 @@
 """Baking adapters into a checkpoint: the base streamed tensor by tensor (W + ΣΔW computed in fp32, written in the
 tensor's dtype), so memory stays at a few tensors; the output records the base and the adapters with their
-hashes and weights, keeps the base's metadata and yaml, and is written atomically."""
+hashes and weights, keeps the base's metadata, gets sd1kit's own yaml where the base is v-prediction or had one
+(formats.yaml_config.write_output_yaml; the base's yaml is checked, never copied), and is written atomically."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +19,9 @@ from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.formats.safetensors_io import TORCH_TO_ST_DTYPE, write_safetensors_stream
-from sd1kit.formats.source import open_source, sidecar_yaml_path
+from sd1kit.formats.source import open_source
+from sd1kit.formats.yaml_config import in_channels_of, write_output_yaml
+from sd1kit.models.detect import detect
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -81,6 +83,7 @@ def bake(model: str | os.PathLike, adapters: list[tuple[str, float]], out: str |
     source = open_source(model)
     if not source.safe:
         raise Sd1kitError(model, "unsafe pickle: refusing to load it")
+    detection = detect(source)  # reads and checks the yaml beside the base: one sd1kit refuses stops the bake
     active = [ActiveAdapter(open_adapter(p), Path(p).stem, w, w) for p, w in adapters]
     stack = AdapterStack(active, source.shapes)
     stack.check_matched(model.name)
@@ -105,9 +108,7 @@ def bake(model: str | os.PathLike, adapters: list[tuple[str, float]], out: str |
               "tool": f"sd1kit {__version__}"}
     metadata = {**{k: str(v) for k, v in source.metadata.items()}, "sd1kit_baked": json.dumps(record)}
     write_safetensors_stream(out, entries, produce, metadata, finish=stack.check_applied)
-    yaml = sidecar_yaml_path(model)
-    yaml_out = None
-    if yaml is not None:
-        yaml_out = out.with_suffix(".yaml")
-        shutil.copyfile(yaml, yaml_out)
+    prediction = detection.prediction if detection.kind in ("checkpoint", "unet") else None
+    yaml_out = write_output_yaml(out, prediction, in_channels_of(source.shapes),
+                                 detection.yaml.path if detection.yaml else None)
     return BakeResult(out, yaml_out, stack.reports)

@@ -89,9 +89,11 @@ def _end_records(path: Path, f: BinaryIO, size: int) -> tuple[int, int, int]:
     """The end of central directory record must end the file (a comment, if any, reaching exactly to the end)."""
     tail, at = _find_end_record(f, size)
     tail_len = len(tail)
-    if at < 0:
+    if at < 0 and END in tail:
         raise BadFileError(path, "zip archive whose end record is not at the end of the file "
-                                 "(trailing data, a second archive or truncation): refused as ambiguous")
+                                 "(trailing data or a second archive): refused as ambiguous")
+    if at < 0:
+        raise BadFileError(path, "truncated or damaged torch checkpoint (no zip end record at its end)")
     disk, cd_disk, n_disk, n, cd_size, cd_offset, _ = struct.unpack_from("<HHHHIIH", tail, at + 4)
     end_at = size - tail_len + at
     if disk or cd_disk or n_disk != n:

@@ -1,13 +1,20 @@
 """Running a recipe: inputs opened lazily (safetensors read tensor by tensor; pickles loaded safely), every key
 of the output computed through the graph in fp32 and written as soon as it is done, the next key's tensors read
 in a second thread meanwhile. The output carries the recipe, each input's sha256, the sd1kit version and the
-prediction type, and a yaml beside it when that is needed; it is written to a temporary file and renamed."""
+prediction type, and sd1kit's own yaml beside it when that is needed (never a copy of an input's); it is written
+to a temporary file and renamed.
+
+Inputs are untrusted: each must be what the recipe uses it as (an SD1 checkpoint, UNet, VAE or text encoder as
+weights, a LoRA/LyCORIS only in a bake node), its yaml must pass formats.yaml_config, and a file that changes on
+disk between being opened and the output taking its name (device, inode, size, mtime, ctime) fails the merge, so
+the sha256 recorded is of the bytes the merge read."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,8 +27,8 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.formats.keys.ldm import VAE_PREFIX
 from sd1kit.formats.safetensors_io import DTYPE_SIZES, TORCH_TO_ST_DTYPE, write_safetensors_stream
-from sd1kit.formats.source import open_source, sidecar_yaml_path
-from sd1kit.formats.yaml_config import v1_inference_yaml
+from sd1kit.formats.source import open_source
+from sd1kit.formats.yaml_config import in_channels_of, write_output_yaml
 from sd1kit.merge.blocks import weight_for
 from sd1kit.merge.methods import method
 from sd1kit.merge.recipe import COMPONENTS, Recipe
@@ -30,6 +37,10 @@ CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 CHUNK = 1 << 22  # elements per slice for elementwise methods: fp32 copies of a slice, not of a whole tensor
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 RECIPE_KEY = "sd1kit_recipe"
+MODEL_KINDS = ("checkpoint", "unet", "vae", "text_encoder")
+ADAPTER_KINDS = ("lora", "lycoris")
+COMPONENT_KINDS = {"unet": ("checkpoint", "unet"), "text_encoder": ("checkpoint", "text_encoder"),
+                   "vae": ("checkpoint", "vae")}
 
 
 @dataclass
@@ -43,6 +54,8 @@ class _Input:
     prediction: str | None = None
     zero_terminal_snr: bool = False
     adapter: object = None  # AdapterFile for lora / lycoris inputs
+    stamps: dict = field(default_factory=dict)  # file -> _identity(file) when opened
+    yaml: Path | None = None  # the (checked) yaml beside a checkpoint input
 
 
 @dataclass
@@ -55,26 +68,48 @@ class MergeResult:
 
 
 def _open_input(name: str, path: Path) -> _Input:
+    """Open one recipe input by its header, refusing what is not an SD1 model, VAE, text encoder or adapter.
+    The file's identity is taken before anything of it is read (see Merger.check_unchanged)."""
     from sd1kit.models.detect import detect
 
+    stamps = {path: _identity(path)} if path.is_file() else {}
     source = open_source(path)
+    stamps.update({f: _identity(f) for f in source.files if f not in stamps})
     if not source.safe:
         raise Sd1kitError(path, "unsafe pickle: references " + ", ".join(source.unsafe_globals[:3]))
-    d = detect(source)
-    if d.kind in ("lora", "lycoris"):
+    d = detect(source)  # also reads and checks the yaml beside a checkpoint: one sd1kit refuses stops the merge
+    if d.kind in ADAPTER_KINDS:
         from sd1kit.adapters.file import group_modules
 
-        return _Input(name, path, d.kind, {}, {}, None, adapter=group_modules(source))
-    if d.family not in ("sd1", "unknown"):
-        raise Sd1kitError(path, f"this is {d.family}, not SD1: it cannot be merged with SD1 models")
+        return _Input(name, path, d.kind, {}, {}, None, adapter=group_modules(source), stamps=stamps)
+    _check_model(path, d)
     if d.kind == "vae":
         from sd1kit.pipeline.vae import _vae_state_dict
 
         sd = _vae_state_dict(path)
         return _Input(name, path, "vae", {k: tuple(v.shape) for k, v in sd.items()},
-                      {k: TORCH_TO_ST_DTYPE[str(v.dtype)] for k, v in sd.items()}, sd.__getitem__)
+                      {k: TORCH_TO_ST_DTYPE[str(v.dtype)] for k, v in sd.items()}, sd.__getitem__, stamps=stamps)
     return _Input(name, path, d.kind, source.shapes, {k: i.dtype for k, i in source.tensors.items()},
-                  source.get_tensor, d.prediction, d.zero_terminal_snr)
+                  source.get_tensor, d.prediction, d.zero_terminal_snr, stamps=stamps,
+                  yaml=d.yaml.path if d.yaml else None)
+
+
+def _check_model(path: Path, d) -> None:
+    """An input merged as weights must be an SD1 checkpoint, UNet, VAE or text encoder whose shapes fit SD1."""
+    if d.family not in ("sd1", "unknown"):
+        raise Sd1kitError(path, f"this is {d.family}, not SD1: it cannot be merged with SD1 models")
+    if d.kind not in MODEL_KINDS or d.family != "sd1":
+        raise Sd1kitError(path, f"holds no SD1 model weights (detected: {d.kind}): merge takes SD1 checkpoints, "
+                                "UNets, VAEs and text encoders, and LoRA/LyCORIS files in bake nodes")
+    if d.problems:
+        raise Sd1kitError(path, f"does not fit an SD1 model: {d.problems[0]}")
+
+
+def _identity(path: Path) -> tuple:
+    """What tells a file apart from a changed or replaced one: device, inode, size, mtime and ctime (ctime moves on
+    every write, and no tool can set it back the way `touch`/`rsync -t` set mtime)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 class Merger:
@@ -89,7 +124,38 @@ class Merger:
         self.inputs = {name: _open_input(name, path) for name, path in recipe.models.items()}
         self._keys: dict[str, list[str]] = {}
         self._stacks: dict[str, object] = {}
+        self._check_roles()
         self._check_predictions()
+
+    def _check_roles(self) -> None:
+        """LoRA/LyCORIS inputs only as a bake node's adapters, everything else only as weights; a component taken
+        from a file only from one that holds that component."""
+        adapters = {a for node in self.recipe.nodes.values() for a in node.adapters}
+        for name, item in self.inputs.items():
+            if name in adapters and item.adapter is None:
+                raise Sd1kitError(item.path, f"{name!r} is baked as an adapter but is a {item.kind}, "
+                                             "not a LoRA/LyCORIS")
+            if name not in adapters and item.adapter is not None:
+                raise Sd1kitError(item.path, f"{name!r} is a LoRA/LyCORIS file: use it in a bake node "
+                                             f"(adapters = {{ {name} = 1.0 }}, or --bake)")
+        for component, source in self.recipe.components.items():
+            item = self.inputs.get(source)
+            if item is not None and item.kind not in COMPONENT_KINDS[component]:
+                raise Sd1kitError(item.path, f"{source!r} is a {item.kind} file: it holds no "
+                                             f"{component.replace('_', ' ')} to take")
+
+    def check_unchanged(self) -> None:
+        """Refuse when an input file changed or was replaced since it was opened: the tensors read, and the sha256
+        recorded, would not be of one file."""
+        for item in self.inputs.values():
+            for path, stamp in item.stamps.items():
+                try:
+                    now = _identity(path)
+                except OSError:
+                    now = None
+                if now != stamp:
+                    raise Sd1kitError(path, f"input {item.name!r} changed on disk during the merge; nothing was "
+                                            "written (merge again once the file is complete)")
 
     # --- structure: which keys each node has, and where each output key comes from ---
     def first_input(self, name: str) -> _Input:
@@ -256,8 +322,12 @@ class Merger:
                     progress(i + 1, len(keys))
                 return tensor
 
-            write_safetensors_stream(self.out, entries, produce, metadata, finish=self._finish)
-        yaml_out = self._write_yaml(prediction)
+            try:
+                write_safetensors_stream(self.out, entries, produce, metadata, finish=self._finish)
+            except Sd1kitError:
+                self.check_unchanged()  # a read that failed because an input was replaced says so
+                raise
+        yaml_out = self._write_yaml(prediction, in_channels_of({k: s for k, _, s in entries}))
         return MergeResult(self.out, yaml_out, len(entries), prediction, self.warnings)
 
     def _read(self, key: str) -> dict:
@@ -265,8 +335,10 @@ class Merger:
         return {(n, key): i.get(key) for n, i in self.inputs.items() if i.get is not None and key in i.shapes}
 
     def _finish(self) -> None:
+        """Last checks before the output takes its name: every adapter module applied, no input changed."""
         for stack in self._stacks.values():
             stack.stack.check_applied()
+        self.check_unchanged()
 
 
     def _metadata(self, prediction, ztsnr) -> dict[str, str]:
@@ -279,20 +351,9 @@ class Merger:
             metadata["sd1kit.zero_terminal_snr"] = "true" if ztsnr else "false"
         return metadata
 
-    def _write_yaml(self, prediction) -> Path | None:
-        from sd1kit.formats.atomic import atomic_path
-
-        yaml = sidecar_yaml_path(self.first_input(self.recipe.output).path)
-        if yaml is None and prediction != "v":
-            return None
-        target = self.out.with_suffix(".yaml")
-        with atomic_path(target) as tmp:
-            if yaml is not None:
-                shutil.copyfile(yaml, tmp)
-            else:
-                tmp.write_text(v1_inference_yaml(v_prediction=True))
-        return target
-
+    def _write_yaml(self, prediction, in_channels) -> Path | None:
+        """sd1kit's own yaml beside the output where it needs one (formats.yaml_config.write_output_yaml)."""
+        return write_output_yaml(self.out, prediction, in_channels, self.first_input(self.recipe.output).yaml)
 
 
 def merge(recipe: Recipe, out: str | os.PathLike, progress=None) -> MergeResult:
@@ -301,25 +362,48 @@ def merge(recipe: Recipe, out: str | os.PathLike, progress=None) -> MergeResult:
 
 def recipe_from_output(path: str | os.PathLike, search: list[Path] | None = None, force: bool = False) -> Recipe:
     """The recipe an sd1kit merge stored in its output, with each input found again (recorded path, then the
-    same file name beside the output or in `search` folders) and checked by sha256."""
+    same file name beside the output or in `search` folders) and checked by sha256. The record is as untrusted as
+    the file: it is checked as a recipe file is (merge.recipe), and each input's entry for its types."""
     from sd1kit.formats.safetensors_io import read_header
-    from sd1kit.merge.recipe import recipe_from_dict
+    from sd1kit.merge.recipe import parse_recipe_json, recipe_from_dict
 
     path = Path(path)
     meta = read_header(path).metadata
     if RECIPE_KEY not in meta:
         raise Sd1kitError(path, "this file does not record an sd1kit merge recipe")
-    record = json.loads(meta[RECIPE_KEY])
+    record = parse_recipe_json(meta[RECIPE_KEY], str(path))
+    recorded = record.get("models")
+    if not isinstance(recorded, dict) or not recorded:
+        raise Sd1kitError(path, "the recorded merge recipe has no models table")
+    entries = {name: _recorded_input(path, name, info) for name, info in recorded.items()}
+    recipe_from_dict({**record, "models": {n: e[0] for n, e in entries.items()}}, where=str(path))  # before hashing
     folders = [path.parent, *(search or [])]
-    models = {}
-    for name, info in record["models"].items():
-        candidates = [Path(info["path"])] + [f / info["file"] for f in folders]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise Sd1kitError(info["file"], f"input {name!r} of the recorded merge is not found "
-                                            f"(sha256 {info['sha256'][:12]})")
-        if file_hashes(found).sha256 != info["sha256"] and not force:
-            raise Sd1kitError(found, f"input {name!r} is not the file the merge used (sha256 differs)")
-        models[name] = str(found.resolve())
-    record["models"] = models
-    return recipe_from_dict(record, where=str(path))
+    models = {name: _find_again(name, *entry, folders, force) for name, entry in entries.items()}
+    return recipe_from_dict({**record, "models": models}, where=str(path))
+
+
+def _recorded_input(merged: Path, name: str, info) -> tuple[str, str, str]:
+    """(path, file name, sha256) of one recorded input, each of its type; a plain file name only."""
+    fields = info if isinstance(info, dict) else {}
+    path, file, sha = fields.get("path"), fields.get("file"), fields.get("sha256")
+    ok_path = isinstance(path, str) and 0 < len(path) <= 4096 and "\0" not in path
+    ok_file = isinstance(file, str) and file == Path(file).name and file not in ("", ".", "..") and "\0" not in file
+    if not (ok_path and ok_file and isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise Sd1kitError(merged, f"the recorded merge recipe's models.{name[:40]} is not "
+                                  "{ path, file, sha256 } of a file")
+    return path, file, sha
+
+
+def _find_again(name: str, path: str, file: str, sha: str, folders: list[Path], force: bool) -> str:
+    """A recorded input found again (its path, else its file name in `folders`), checked by sha256."""
+    candidates = [Path(path)] + [f / file for f in folders]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise Sd1kitError(file, f"input {name!r} of the recorded merge is not found (sha256 {sha[:12]})")
+    try:
+        same = force or file_hashes(found).sha256 == sha
+    except OSError as e:
+        raise Sd1kitError(found, f"input {name!r} of the recorded merge cannot be read ({e.strerror or e})") from None
+    if not same:
+        raise Sd1kitError(found, f"input {name!r} is not the file the merge used (sha256 differs)")
+    return str(found.resolve())
