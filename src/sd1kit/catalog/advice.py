@@ -98,7 +98,8 @@ def _candidates(folder: Path):
 def scan(folder: str | os.PathLike, write_yaml: bool = False) -> list[ScanEntry]:
     from sd1kit.errors import Sd1kitError
     from sd1kit.formats.atomic import write_bytes_atomic
-    from sd1kit.formats.yaml_config import v1_inference_yaml
+    from sd1kit.formats.yaml_config import sd1_yaml
+    from sd1kit.models.families import VARIANTS
     from sd1kit.report import inspect_path
 
     entries = []
@@ -119,7 +120,8 @@ def scan(folder: str | os.PathLike, write_yaml: bool = False) -> list[ScanEntry]
             if beside is not None and beside.exists():
                 yaml = "present"
             elif beside is not None and write_yaml:
-                write_bytes_atomic(beside, v1_inference_yaml(v_prediction=True).encode())
+                channels = next((v.unet_in_channels for v in VARIANTS if v.name == j["variant"]), 4)
+                write_bytes_atomic(beside, sd1_yaml("v", channels).encode())
                 yaml = "written"
             elif beside is not None:
                 yaml = "needed"

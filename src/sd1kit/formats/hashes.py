@@ -145,19 +145,23 @@ def file_identity(path: str | os.PathLike) -> tuple:
 
 
 def file_hashes(path: str | os.PathLike, addnet: bool = False, use_cache: bool = True) -> FileHashes:
-    """Hashes of a file, served from the user cache when (path, size, mtime) still match."""
+    """Hashes of a file, served from the user cache when (path, size, mtime, ctime, inode) still match."""
     path = Path(path).resolve()
     st = path.stat()
     key = str(path)
     store = cache_path()
     cache = read_cache(store) if use_cache else {}
     entry = cache.get("files", {}).get(key)
+    # ctime and inode too: a rewrite in place that keeps size and mtime (rsync --inplace -t) still changes ctime
     if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns \
+            and entry.get("ctime_ns") == st.st_ctime_ns and entry.get("inode") == st.st_ino \
             and (not addnet or "addnet" in entry["hashes"]):
         return FileHashes(**entry["hashes"])
     hashes = compute_hashes(path, addnet)
     if use_cache:
         cache = read_cache(store) or {"version": CACHE_VERSION, "files": {}}  # re-read: another process may have written
-        cache.setdefault("files", {})[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hashes": hashes.as_dict()}
+        cache.setdefault("files", {})[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                              "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
+                                              "hashes": hashes.as_dict()}
         write_cache(store, cache)
     return hashes

@@ -297,6 +297,8 @@ class Merger:
             entries.append((key, dtype, self.shape(node, key)))
         needed = sum(DTYPE_SIZES[d] * math.prod(s) for _, d, s in entries)
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.out.parent, os.W_OK):  # a read-only folder is not a full one
+            raise Sd1kitError(self.out.parent, "read-only folder: cannot write the merge here")
         free = shutil.disk_usage(self.out.parent).free
         if free < needed + (64 << 20):
             raise Sd1kitError(self.out.parent, f"not enough free space: the merge needs {needed / 1e9:.2f} GB, "
