@@ -29,30 +29,38 @@ def _format_info(info) -> str:
     return "\n".join(lines)
 
 
+def _strip(args) -> int:
+    from sd1kit.metadata.readers import read_picture
+    from sd1kit.metadata.strip import strip_picture
+
+    if len(args.pictures) != 1 or not args.out:
+        raise Sd1kitError("--strip", "give one picture and --out CLEAN_FILE")
+    result = strip_picture(args.pictures[0], args.out)
+    kept = "pixels re-encoded" if result.pixels_changed else "image data unchanged"
+    print(f"wrote {result.path} (metadata removed, {kept})" + "".join(f"; {n}" for n in result.notes))
+    left = read_picture(result.path)
+    if left.tool is not None:
+        print(f"sd1kit: {result.path}: metadata left that sd1kit could not remove ({left.tool})", file=sys.stderr)
+    return 0
+
+
 def _cmd_info(args) -> int:
+    """Each picture's metadata; a picture that cannot be read (or is refused) is one line on stderr, status 2."""
     from sd1kit.metadata.readers import read_picture
 
     if args.strip:
-        from sd1kit.metadata.strip import strip_metadata
-
-        if len(args.pictures) != 1 or not args.out:
-            raise Sd1kitError("--strip", "give one picture and --out CLEAN_FILE")
-        out = strip_metadata(args.pictures[0], args.out)
-        print(f"wrote {out} (metadata removed, image data unchanged)")
-        left = read_picture(out)
-        if left.tool is not None:
-            print(f"sd1kit: {out}: metadata in the pixels themselves ({left.tool}, e.g. stealth) cannot be "
-                  "stripped without changing them", file=sys.stderr)
-        return 0
+        return _strip(args)
     status, results = 0, []
     for path in args.pictures:
-        if not Path(path).is_file():
-            why = "a folder, not a picture" if Path(path).is_dir() else "no such file"
-            _error(Sd1kitError(path, why))
-            results.append({"path": str(path), "error": why})
+        try:
+            if not Path(path).is_file():
+                raise Sd1kitError(path, "a folder, not a picture" if Path(path).is_dir() else "no such file")
+            info = read_picture(path)
+        except Sd1kitError as e:
+            _error(e)
+            results.append({"path": str(path), "error": e.message})
             status = 2
             continue
-        info = read_picture(path)
         results.append(info.as_json())
         if not args.json:
             print(_format_info(info))
@@ -65,6 +73,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("info", help="read generation metadata of pictures (A1111, NovelAI, ComfyUI, InvokeAI, ...)")
     p.add_argument("pictures", nargs="+")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per picture")
-    p.add_argument("--strip", action="store_true", help="write a copy without metadata (pixels unchanged) to --out")
+    p.add_argument("--strip", action="store_true",
+                   help="write a copy without metadata to --out (pixels unchanged, unless stealth metadata in them "
+                        "has to be overwritten)")
     p.add_argument("--out", help="output file for --strip")
     p.set_defaults(func=_cmd_info)

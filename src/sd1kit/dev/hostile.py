@@ -120,6 +120,7 @@ def serve() -> None:
     import torch  # noqa: F401 - imported once here, so children start warm
 
     import sd1kit.cli  # noqa: F401
+    import sd1kit.pipeline.generate  # noqa: F401 - diffusers' modules: 4-9 s of a child's first generation
 
     replies = os.fdopen(os.dup(1), "w")
     for line in sys.stdin:

@@ -1,28 +1,33 @@
 """Where generation metadata lives in picture files (formats.md §8): PNG text chunks of every kind and position
 (read by walking the chunks, so that chunks after the image data count and pixels are never decoded), EXIF
 UserComment / ImageDescription and the JPEG comment of JPEG and WebP, XMP, the alpha- or RGB-channel "stealth"
-metadata, and a sidecar `.txt` beside the picture. Reading never changes the file."""
+metadata, and a sidecar `.txt` beside the picture. Reading never changes the file.
+
+Everything read from one picture shares one budget (`metadata.limits`): a picture whose texts would pass it, or
+whose container is absurd (a million chunks), is refused with one line (`BadFileError`); stealth metadata is looked
+for only in pictures of at most `STEALTH_MAX_PIXELS`, the only case that decodes pixels.
+"""
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from warnings import catch_warnings, simplefilter
 
 from PIL import Image
 
+from sd1kit.errors import BadFileError
 from sd1kit.metadata.exif import EXIF_IFD, USER_COMMENT, decode_user_comment
+from sd1kit.metadata.limits import STEALTH_MAX_PIXELS, TextBudget
+from sd1kit.metadata.png import PNG_SIGNATURE, TEXT_CHUNKS, png_texts, read_png
+from sd1kit.metadata.segments import Segments, read_jpeg, read_webp
+from sd1kit.metadata.stealth import STEALTH_SIGNATURES, read_stealth
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
-MAX_TEXT = 64 << 20  # one text chunk, decompressed; larger ones are reported and skipped
+__all__ = ["Containers", "PNG_SIGNATURE", "STEALTH_SIGNATURES", "TEXT_CHUNKS", "png_texts", "read_containers",
+           "read_stealth"]
 EXIF_DESCRIPTION, EXIF_MODEL = 0x010E, 0x0110
-STEALTH_SIGNATURES = {"stealth_pnginfo": False, "stealth_pngcomp": True,
-                      "stealth_rgbinfo": False, "stealth_rgbcomp": True}  # -> gzip-compressed
+PILLOW_KEYS = ("comment", "parameters", "prompt", "workflow", "XML:com.adobe.xmp")
 
 
 @dataclass
@@ -38,84 +43,22 @@ class Containers:
     warnings: list[str] = field(default_factory=list)
 
 
-def _latin1(data: bytes) -> str:
-    return data.decode("latin-1")
+def _text(value) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) and value else None
 
 
-def _inflate(data: bytes) -> bytes:
-    d = zlib.decompressobj()
-    out = d.decompress(data, MAX_TEXT + 1)
-    if len(out) > MAX_TEXT:
-        raise ValueError(f"decompresses to more than {MAX_TEXT >> 20} MiB")
-    return out
-
-
-def _text_chunk(kind: bytes, data: bytes) -> tuple[str, str]:
-    key, _, rest = data.partition(b"\0")
-    if kind == b"tEXt":
-        return _latin1(key), _latin1(rest)
-    if kind == b"zTXt":
-        if rest[:1] != b"\0":
-            raise ValueError("unknown compression method")
-        return _latin1(key), _latin1(_inflate(rest[1:]))
-    compressed, method, rest = rest[0:1], rest[1:2], rest[2:]
-    _lang, _, rest = rest.partition(b"\0")
-    _translated, _, text = rest.partition(b"\0")
-    if compressed == b"\1":
-        if method != b"\0":
-            raise ValueError("unknown compression method")
-        text = _inflate(text)
-    return _latin1(key), text.decode("utf-8", errors="replace")
-
-
-def png_texts(path: str | os.PathLike) -> tuple[dict[str, str], list[str]]:
-    """Every tEXt / zTXt / iTXt chunk of a PNG, wherever it stands, without decoding the image."""
-    texts: dict[str, str] = {}
-    warnings: list[str] = []
-    with open(path, "rb") as f:
-        if f.read(8) != PNG_SIGNATURE:
-            return texts, ["not a PNG"]
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                warnings.append("the PNG is truncated (no IEND chunk)")
-                break
-            length, kind = struct.unpack(">I4s", head)
-            if kind == b"IEND":
-                break
-            if kind not in TEXT_CHUNKS:
-                here = f.tell()
-                f.seek(length + 4, os.SEEK_CUR)
-                if f.tell() > here + length + 4 or f.tell() > os.fstat(f.fileno()).st_size:
-                    warnings.append(f"the PNG is truncated inside a {kind.decode('latin-1')} chunk")
-                    break
-                continue
-            if length > MAX_TEXT:
-                warnings.append(f"a {length >> 20} MiB {kind.decode()} chunk was skipped (over {MAX_TEXT >> 20} MiB)")
-                f.seek(length + 4, os.SEEK_CUR)
-                continue
-            data = f.read(length)
-            f.read(4)  # CRC: a damaged chunk is still worth reading
-            if len(data) < length:
-                warnings.append(f"the PNG is truncated inside a {kind.decode()} chunk")
-                break
-            try:
-                key, text = _text_chunk(kind, data)
-            except (ValueError, zlib.error, IndexError) as e:
-                warnings.append(f"an unreadable {kind.decode()} chunk was skipped ({e})")
-                continue
-            texts.setdefault(key, text)
-    return texts, warnings
-
-
-def _exif_texts(image: Image.Image, texts: dict[str, str], warnings: list[str]) -> None:
+def _exif_texts(data: bytes, texts: dict[str, str], warnings: list[str]) -> None:
+    """UserComment, ImageDescription and Model of an EXIF block (Pillow's parser, on the bytes alone)."""
     try:
-        exif = image.getexif()
+        exif = Image.Exif()
+        exif.load(data)
         comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
     except Exception as e:  # noqa: BLE001 - any failure inside Pillow's EXIF parser means the same
         warnings.append(f"the EXIF block is unreadable ({e.__class__.__name__})")
         return
-    if comment:
+    if comment and isinstance(comment, (bytes, str)):
         texts["exif:UserComment"] = decode_user_comment(comment)
     for tag, name in ((EXIF_DESCRIPTION, "exif:ImageDescription"), (EXIF_MODEL, "exif:Model")):
         value = exif.get(tag)
@@ -125,89 +68,99 @@ def _exif_texts(image: Image.Image, texts: dict[str, str], warnings: list[str]) 
             texts[name] = value.rstrip("\0")
 
 
-def _bits_to_bytes(bits) -> bytes:
-    import numpy as np
-
-    usable = len(bits) // 8 * 8
-    return np.packbits(bits[:usable]).tobytes()
-
-
-def read_stealth(image: Image.Image) -> str | None:
-    """A1111's stealth-pnginfo extension / NovelAI: a signature, a 32-bit bit count and the text (gzip for the
-    *comp kinds) in the least significant bits of the alpha channel (or of R, G, B), column by column."""
-    import numpy as np
-
-    if image.mode not in ("RGBA", "RGB"):
-        return None
-    pixels = np.asarray(image)
-    columns = pixels.transpose(1, 0, 2)  # x outer, y inner: the order the writers use
-    sources = [("alpha", columns[..., 3].reshape(-1))] if image.mode == "RGBA" else []
-    sources.append(("rgb", columns[..., :3].reshape(-1)))
-    for kind, channel in sources:
-        bits = channel[: 8 * 15] & 1
-        signature = _bits_to_bytes(bits).decode("latin-1")
-        if signature not in STEALTH_SIGNATURES or (kind == "alpha") != ("png" in signature):
-            continue
-        length = int.from_bytes(_bits_to_bytes(channel[120:152] & 1), "big")
-        if length <= 0 or 152 + length > len(channel):
-            return None
-        data = _bits_to_bytes(channel[152:152 + length] & 1)
-        try:
-            if STEALTH_SIGNATURES[signature]:
-                data = gzip.decompress(data)
-            return data.decode("utf-8", errors="replace")
-        except (OSError, EOFError, zlib.error):
-            return None
-    return None
+def _from_segments(segments: Segments, found: Containers) -> None:
+    found.format, found.size, found.mode = segments.format, segments.size, segments.mode
+    found.warnings += segments.warnings
+    if _text(segments.comment):
+        found.texts["comment"] = _text(segments.comment)
+    if segments.exif:
+        with catch_warnings(record=True) as caught:  # Pillow warns about damaged blocks; they become ours
+            simplefilter("always")
+            _exif_texts(segments.exif, found.texts, found.warnings)
+        found.warnings += [str(w.message) for w in caught if str(w.message) not in found.warnings]
+    if _text(segments.xmp):
+        found.texts["XML:com.adobe.xmp"] = _text(segments.xmp)
 
 
-def _png_size(path) -> tuple[int, int] | None:
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if len(head) == 24 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
-        return struct.unpack(">II", head[16:24])
-    return None
-
-
-def _open_picture(path, found: Containers, stealth: bool) -> None:
+def _from_pillow(path, found: Containers, budget: TextBudget) -> None:
+    """Other formats (GIF, TIFF, ...): what Pillow's header parser puts in `info`."""
     with Image.open(path) as image:
         found.format, found.size, found.mode = image.format, image.size, image.mode
-        if image.format != "PNG":
-            for key in ("comment", "parameters", "prompt", "workflow", "XML:com.adobe.xmp"):
-                value = image.info.get(key)
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", errors="replace")
-                if isinstance(value, str) and value:
-                    found.texts[key] = value
-            _exif_texts(image, found.texts, found.warnings)
-        xmp = image.info.get("xmp")
-        if xmp and "XML:com.adobe.xmp" not in found.texts:
-            found.texts["XML:com.adobe.xmp"] = xmp.decode("utf-8", errors="replace") \
-                if isinstance(xmp, bytes) else str(xmp)
-        if stealth and not found.texts and image.mode in ("RGBA", "RGB"):
+        for key in (*PILLOW_KEYS, "xmp"):
+            value = _text(image.info.get(key))
+            if value:
+                budget.take(len(value), f"the {key} text")
+                found.texts.setdefault("XML:com.adobe.xmp" if key == "xmp" else key, value)
+        exif = image.info.get("exif")
+        if isinstance(exif, bytes):
+            _exif_texts(exif, found.texts, found.warnings)
+
+
+def _stealth(path, found: Containers, budget: TextBudget) -> None:
+    """Stealth metadata, from the decoded pixels of a picture small enough to decode."""
+    width, height = found.size or (0, 0)
+    if width * height > STEALTH_MAX_PIXELS:
+        found.warnings.append(f"stealth metadata (in the pixels) was not looked for: the picture has "
+                              f"{width * height / 1e6:.0f} megapixels, over {STEALTH_MAX_PIXELS / 1e6:.0f}")
+        return
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > STEALTH_MAX_PIXELS or image.mode not in ("RGBA", "RGB"):
+                return
             image.load()
-            text = read_stealth(image)
-            if text:
-                found.texts["stealth"] = text
+            text = read_stealth(image, budget)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        found.warnings.append(f"the pixels are unreadable ({e.__class__.__name__}); no stealth metadata read")
+        return
+    if text:
+        found.texts["stealth"] = text
+
+
+def _read(path, found: Containers, budget: TextBudget, head: bytes) -> None:
+    if head.startswith(PNG_SIGNATURE):  # chunks are walked here: Pillow refuses big text chunks and misses those
+        png = read_png(path, budget)      # after the image
+        found.format, found.size, found.mode = "PNG", png.size, png.mode
+        found.texts, found.warnings = png.texts, png.warnings
+    elif head.startswith(b"\xff\xd8"):
+        _from_segments(read_jpeg(path, budget), found)
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        _from_segments(read_webp(path, budget), found)
+    else:
+        try:
+            with catch_warnings(record=True) as caught:
+                simplefilter("always")
+                _from_pillow(path, found, budget)
+            found.warnings += [str(w.message) for w in caught if str(w.message) not in found.warnings]
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            found.warnings.append(f"not a readable picture ({e.__class__.__name__}: {e})")
+
+
+def _sidecar(path, found: Containers, budget: TextBudget) -> None:
+    side = Path(path).with_suffix(".txt")
+    if not side.is_file():
+        return
+    size = side.stat().st_size
+    if size > budget.left:
+        found.warnings.append(f"the sidecar {side.name} ({size >> 20} MiB) was not read: over the metadata budget")
+        return
+    with open(side, "rb") as f:
+        text = f.read(budget.left + 1).decode("utf-8", errors="replace")
+    budget.take(len(text), "the sidecar")
+    found.texts["sidecar"] = text
 
 
 def read_containers(path: str | os.PathLike, stealth: bool = True, sidecar: bool = True) -> Containers:
-    """All metadata texts of a picture. Unreadable parts become warnings, never exceptions."""
-    found = Containers(str(path))
-    with open(path, "rb") as f:
-        is_png = f.read(8) == PNG_SIGNATURE
-    if is_png:  # chunks are walked here: Pillow refuses big text chunks and misses those after the image
-        found.texts, found.warnings = png_texts(path)
-        found.format, found.size = "PNG", _png_size(path)
+    """All metadata texts of a picture. Unreadable parts become warnings; a picture past the readers' limits
+    (`metadata.limits`) raises BadFileError naming it."""
+    found, budget = Containers(str(path)), TextBudget(path)
     try:
-        with catch_warnings(record=True) as caught:  # Pillow warns about damaged blocks; they become ours
-            simplefilter("always")
-            _open_picture(path, found, stealth)
-        found.warnings += [str(w.message) for w in caught if str(w.message) not in found.warnings]
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        if not found.texts:
-            found.warnings.append(f"not a readable picture ({e.__class__.__name__}: {e})")
-    side = Path(path).with_suffix(".txt")
-    if sidecar and side.is_file() and side.stat().st_size <= MAX_TEXT:
-        found.texts["sidecar"] = side.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:
+            head = f.read(12)
+        _read(path, found, budget, head)
+        if stealth and not found.texts and found.mode in ("RGBA", "RGB") and found.format != "JPEG":
+            _stealth(path, found, budget)  # JPEG's lossy pixels cannot carry it
+        if sidecar:
+            _sidecar(path, found, budget)
+    except OSError as e:
+        raise BadFileError(path, f"cannot read ({e.strerror or e.__class__.__name__})") from None
     return found

@@ -4,8 +4,11 @@ byte-identical."""
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
+
+from sd1kit.metadata.limits import load_json
 
 # A1111's order of the generation parameters; keys not listed go after these, before "Version".
 PARAM_ORDER = (
@@ -105,31 +108,75 @@ def param_pairs(line: str) -> list[tuple[str, str]]:
     return pairs
 
 
+_STRUCTURAL = re.compile(r'["\\\[\]{}]')
+_OUT, _IN, _ESCAPE = 0, 1, 2  # a scan's lexer state: outside strings, inside one, after a backslash inside one
+
+
+class _Scans:
+    """The scans that are in one lexer state at the current character, merged: from here on they read the text
+    alike, so they share one depth counter; each waits for the depth it started at (a heap of minus that
+    depth, in the counter's coordinates)."""
+
+    __slots__ = ("depth", "waiting")
+
+    def __init__(self):
+        self.depth, self.waiting = 0, []
+
+
+def _merge(a: _Scans | None, b: _Scans | None) -> _Scans | None:
+    """Scans of two states that reach one state: the smaller heap moved into the larger (depths translated)."""
+    if a is None or b is None:
+        return a or b
+    if len(a.waiting) < len(b.waiting):
+        a, b = b, a
+    shift = a.depth - b.depth
+    for key, start in b.waiting:
+        heapq.heappush(a.waiting, (key - shift, start))
+    return a
+
+
+def _bracket_ends(line: str, starts: dict[int, str]) -> dict[int, int]:
+    """For each start (the `[`/`{` of `Key: [...]`), where the bracket matching that begins there with no string
+    open (the rule below) reaches depth 0 again; starts that never close are left out. All scans run at once:
+    at any character they are in one of three lexer states, and scans in the same state go on alike."""
+    ends: dict[int, int] = {}
+    state: list[_Scans | None] = [None, None, None]
+    last = -1
+    for m in _STRUCTURAL.finditer(line, min(starts)):
+        i, ch = m.start(), m.group()
+        if i > last + 1:  # ordinary characters between: an escape is spent
+            state = [state[_OUT], _merge(state[_IN], state[_ESCAPE]), None]
+        last = i
+        out, inside, escaped = state
+        if ch == '"':
+            state = [inside, _merge(out, escaped), None]
+        elif ch == "\\":
+            state = [out, escaped, inside]
+        else:
+            if i in starts:
+                out = out or _Scans()
+                heapq.heappush(out.waiting, (-out.depth, i))
+            if out is not None:
+                out.depth += 1 if ch in "[{" else -1
+                while out.waiting and out.waiting[0][0] == -out.depth:
+                    ends[heapq.heappop(out.waiting)[1]] = i + 1
+            state = [out if out is None or out.waiting else None, _merge(inside, escaped), None]
+    return ends
+
+
 def _raw_json_spans(line: str) -> list[tuple[int, int, str]]:
-    """(start, end, key) of each `Key: {...}` / `Key: [...]` written as unquoted JSON, by bracket matching."""
-    spans = []
+    """(start, end, key) of each `Key: {...}` / `Key: [...]` written as unquoted JSON, by bracket matching from its
+    bracket: `[{` count up, `]}` down, not inside JSON strings (which end at an unescaped `"`); the span ends where
+    the count is back to 0. Linear: one pass for all keys (`_bracket_ends`), not one scan per key to the end of
+    the line (quadratic on `Hashes: {` repeated)."""
+    starts: dict[int, str] = {}
     for key in RAW_JSON_KEYS:
         for m in re.finditer(rf"(?:^|,\s*){re.escape(key)}:\s*([\[{{])", line):
-            start, depth, in_string, escape = m.start(1), 0, False, False
-            for i in range(start, len(line)):
-                ch = line[i]
-                if in_string:
-                    if escape:
-                        escape = False
-                    elif ch == "\\":
-                        escape = True
-                    elif ch == '"':
-                        in_string = False
-                elif ch == '"':
-                    in_string = True
-                elif ch in "[{":
-                    depth += 1
-                elif ch in "]}":
-                    depth -= 1
-                    if depth == 0:
-                        spans.append((start, i + 1, key))
-                        break
-    return sorted(spans)
+            starts[m.start(1)] = key
+    if not starts:
+        return []
+    ends = _bracket_ends(line, starts)
+    return sorted((start, ends[start], key) for start, key in starts.items() if start in ends)
 
 
 def parse_params_line(line: str) -> dict[str, str] | None:
@@ -184,7 +231,7 @@ def parse_infotext(text: str) -> dict:
         m = IMAGE_SIZE.match(value)
         if key in RAW_JSON_KEYS and value[:1] in "[{":
             try:
-                result[key] = json.loads(value)
+                result[key] = load_json(value, key)
             except ValueError:
                 result[key] = value
         elif m:

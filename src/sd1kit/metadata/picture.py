@@ -4,11 +4,11 @@ prompt and the parameters under A1111's names (values as written), the LoRAs wit
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 from sd1kit.metadata.infotext import create_infotext
+from sd1kit.metadata.limits import load_json
 from sd1kit.prompts.extra_networks import ADAPTER_KINDS, parse_extra_networks
 
 TOOLS = ("a1111", "novelai", "comfyui", "invokeai", "fooocus", "swarmui", "civitai", "drawthings", "unknown")
@@ -106,6 +106,16 @@ def _num(value) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def as_number(value) -> float | None:
+    """A weight as a reader may find it (7, 0.5, "0.5"), or None for anything else (a word, a list, a dict)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return None
+
+
 def text_number(value) -> str | None:
     """A number as infotexts write it (7.0 -> "7"), None stays None."""
     if value is None or value == "":
@@ -138,7 +148,7 @@ def lora_hashes(params: dict[str, str]) -> dict[str, str]:
     raw = params.get("Hashes")
     if raw:
         try:
-            table = json.loads(raw) if isinstance(raw, str) else raw
+            table = load_json(raw, "Hashes") if isinstance(raw, str) else raw
         except ValueError:
             table = {}
         if isinstance(table, dict):

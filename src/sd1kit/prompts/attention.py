@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import numpy as np
+
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
 BREAK = ["BREAK", -1]
@@ -20,7 +22,7 @@ _TOKEN = re.compile(r"""
   | [^\\()\[\]:]+
   | :
 """, re.X)
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK = re.compile(r"\bBREAK\b")  # A1111 splits on `\s*\bBREAK\b\s*`: the same, the blanks stripped after
 
 
 def _float(text: str) -> float | None:
@@ -30,49 +32,94 @@ def _float(text: str) -> float | None:
         return None
 
 
-def parse_prompt_attention(text: str) -> list[list]:
-    """[[text, weight], ...]; BREAK becomes ["BREAK", -1]; runs of equal weight are merged."""
-    out: list[list] = []
+def _split_break(token: str) -> list[str | None]:
+    r"""A text token's pieces, None for each chunk break: A1111's `re.split(r"\s*\bBREAK\b\s*", text)` without
+    its regex, which backtracks through every run of blanks (quadratic on a prompt of spaces)."""
+    parts = _BREAK.split(token)
+    if len(parts) == 1:
+        return parts
+    last, out = len(parts) - 1, []
+    for i, part in enumerate(parts):
+        if i:
+            out.append(None)
+        out.append(part.rstrip() if i == 0 else part.lstrip() if i == last else part.strip())
+    return out
+
+
+def _scan(text: str) -> tuple[list[str | None], list[tuple[int, int, float]]]:
+    """The pieces (None: BREAK) and the multiplications A1111 applies to them, in its order: (first piece,
+    end piece, factor) as each bracket closes, then the unclosed round brackets, then the unclosed square ones."""
+    pieces: list[str | None] = []
+    ops: list[tuple[int, int, float]] = []
     round_open: list[int] = []
     square_open: list[int] = []
-
-    def scale_from(start: int, factor: float) -> None:
-        for item in out[start:]:
-            item[1] *= factor
-
     for m in _TOKEN.finditer(text):
         tok = m.group(0)
         weight = _float(m.group("weight")) if m.group("weight") is not None else None
         if tok.startswith("\\"):
-            out.append([tok[1:], 1.0])
+            pieces.append(tok[1:])
         elif tok == "(":
-            round_open.append(len(out))
+            round_open.append(len(pieces))
         elif tok == "[":
-            square_open.append(len(out))
+            square_open.append(len(pieces))
         elif weight is not None and round_open:
-            scale_from(round_open.pop(), weight)
+            ops.append((round_open.pop(), len(pieces), weight))
         elif tok == ")" and round_open:
-            scale_from(round_open.pop(), ROUND_MULTIPLIER)
+            ops.append((round_open.pop(), len(pieces), ROUND_MULTIPLIER))
         elif tok == "]" and square_open:
-            scale_from(square_open.pop(), SQUARE_MULTIPLIER)
+            ops.append((square_open.pop(), len(pieces), SQUARE_MULTIPLIER))
         else:
-            for i, part in enumerate(_BREAK.split(tok)):
-                if i:
-                    out.append(list(BREAK))
-                out.append([part, 1.0])
-    for start in round_open:
-        scale_from(start, ROUND_MULTIPLIER)
-    for start in square_open:
-        scale_from(start, SQUARE_MULTIPLIER)
-    if not out:
+            pieces += _split_break(tok)
+    n = len(pieces)
+    ops += [(p, n, ROUND_MULTIPLIER) for p in round_open]
+    return pieces, ops + [(p, n, SQUARE_MULTIPLIER) for p in square_open]
+
+
+def _multiply(weights: np.ndarray, ops: list[tuple[int, int, float]]) -> None:
+    """Each op multiplies weights[start:end] in place, in order: every weight gets its factors one at a time, as
+    A1111's `multiply_range` loop does (float products depend on their order), but vectorised. A run of suffix
+    multiplications by one factor over equal weights (unclosed brackets around plain text) is a running product."""
+    i = 0
+    while i < len(ops):
+        start, end, factor = ops[i]
+        j = i
+        while j + 1 < len(ops) and ops[j + 1][1:] == (end, factor) and ops[j + 1][0] >= ops[j][0]:
+            j += 1
+        if j - i > 8 and end == len(weights) and bool((weights[start:] == weights[start]).all()):
+            value = float(weights[start])
+            for k in range(i, j + 1):
+                value *= factor
+                weights[ops[k][0]:ops[k + 1][0] if k < j else end] = value
+        else:
+            for k in range(i, j + 1):
+                weights[ops[k][0]:ops[k][1]] *= ops[k][2]
+        i = j + 1
+
+
+def parse_prompt_attention(text: str) -> list[list]:
+    """[[text, weight], ...]; BREAK becomes ["BREAK", -1]; runs of equal weight are merged. A1111's
+    `modules/prompt_parser.py parse_prompt_attention`, its results to the bit, in time linear in the prompt for
+    all but adversarial nestings (there: one vectorised pass per bracket)."""
+    pieces, ops = _scan(text)
+    if not pieces:
         return [["", 1.0]]
-    merged = [out[0]]
-    for item in out[1:]:
-        if item[1] == merged[-1][1]:
-            merged[-1][0] += item[0]
+    weights = np.array([-1.0 if p is None else 1.0 for p in pieces])
+    with np.errstate(all="ignore"):  # overflow to inf, 0 * inf: as Python floats do, silently
+        _multiply(weights, ops)
+    touched = np.zeros(len(pieces) + 1, np.int64)
+    for start, end, _ in ops:
+        touched[start] += 1
+        touched[end] -= 1
+    touched = np.cumsum(touched[:-1]) > 0
+    merged: list[list] = []
+    for piece, weight, moved in zip(pieces, weights.tolist(), touched.tolist()):
+        if piece is None:
+            piece, weight = BREAK[0], weight if moved else BREAK[1]
+        if merged and weight == merged[-1][1]:
+            merged[-1][0].append(piece)
         else:
-            merged.append(item)
-    return merged
+            merged.append([[piece], weight])
+    return [["".join(parts), weight] for parts, weight in merged]
 
 
 def format_attention(pairs: list[list]) -> str:

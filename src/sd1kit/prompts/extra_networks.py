@@ -72,4 +72,7 @@ def parse_extra_networks(prompt: str) -> tuple[str, list[ExtraNetwork]]:
             found.append(ExtraNetwork(kind, positional[0] if positional else "", {"weight": weight}, m.group(0), problems))
         return ""
 
-    return _TAG.sub(take, prompt), found
+    # A tag ends at a `>`: none can start after the last one, where the regex would try every `<` against the
+    # whole rest of the prompt (quadratic on `<a:` repeated), so that tail is kept as it is.
+    cut = prompt.rfind(">") + 1
+    return _TAG.sub(take, prompt[:cut]) + prompt[cut:], found

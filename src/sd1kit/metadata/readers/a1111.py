@@ -8,7 +8,7 @@ from sd1kit.metadata.picture import PictureInfo, loras_from_prompt
 
 # where an infotext may be, in the order A1111 (and its stealth extension) looks
 SOURCES = ("parameters", "exif:UserComment", "postprocessing", "comment", "stealth", "sidecar")
-MAX_INFOTEXT = 4 << 20
+MAX_INFOTEXT = 1 << 20  # as Pillow's MAX_TEXT_CHUNK, through which A1111 reads PNG infotexts
 
 
 def _is_json(text: str) -> bool:
@@ -38,7 +38,8 @@ def _tool_and_app(params: dict[str, str]) -> tuple[str, str | None]:
 def from_infotext(text: str, path: str | None = None, source: str = "parameters") -> PictureInfo:
     info = PictureInfo(path=path, raw={source: text})
     if len(text) > MAX_INFOTEXT:
-        info.warnings.append(f"the {source} text is {len(text) >> 20} MiB; only its first 4 MiB were read")
+        info.warnings.append(f"the {source} text is {len(text) / (1 << 20):.1f} MiB; only its first "
+                             f"{MAX_INFOTEXT >> 20} MiB was read")
         text = text[:MAX_INFOTEXT]
     info.prompt, info.negative_prompt, info.parameters = split_infotext(text)
     info.tool, info.app = _tool_and_app(info.parameters)

@@ -6,9 +6,10 @@ write both) is preferred for the parameters."""
 
 from __future__ import annotations
 
-import json
+from collections import deque
 
 from sd1kit.metadata.containers import Containers
+from sd1kit.metadata.limits import load_json
 from sd1kit.metadata.picture import LoraRef, PictureInfo, text_number
 from sd1kit.metadata.readers.names import a1111_sampler, a1111_schedule
 
@@ -26,6 +27,12 @@ def _is_link(value) -> bool:
 class Graph:
     def __init__(self, nodes: dict):
         self.nodes = {str(k): v for k, v in nodes.items() if isinstance(v, dict)}
+        self._plain: dict[int, list] = {}  # id(node) -> its inputs that are not links (walks ask again and again)
+
+    def plain(self, node: dict) -> list:
+        if id(node) not in self._plain:
+            self._plain[id(node)] = [v for v in self.inputs(node).values() if not _is_link(v)]
+        return self._plain[id(node)]
 
     def node(self, link) -> dict | None:
         return self.nodes.get(str(link[0])) if _is_link(link) else None
@@ -41,22 +48,22 @@ class Graph:
             source = self.node(value)
             if source is None:
                 return None
-            plain = [v for v in self.inputs(source).values() if not _is_link(v)]
+            plain = self.plain(source)
             return plain[0] if len(plain) == 1 else self.value(source, key, depth + 1)
         return value
 
     def upstream(self, node: dict, key: str):
         """The nodes reached by following input `key` back, then any conditioning/model-like link, breadth
         first, nearest first; cycles and very deep graphs stop the walk."""
-        seen, queue = set(), [self.inputs(node).get(key)]
+        seen, queue = set(), deque([self.inputs(node).get(key)])
         while queue and len(seen) < 10 * MAX_DEPTH:
-            link = queue.pop(0)
+            link = queue.popleft()
             target = self.node(link)
             if target is None or str(link[0]) in seen:
                 continue
             seen.add(str(link[0]))
             yield target
-            queue += [v for v in self.inputs(target).values() if _is_link(v)]
+            queue.extend(v for v in self.inputs(target).values() if _is_link(v))
 
     def text(self, node: dict, key: str) -> str | None:
         for source in self.upstream(node, key):
@@ -156,7 +163,7 @@ def read(found: Containers) -> PictureInfo | None:
     text = found.texts.get("prompt")
     if not text or not text.lstrip().startswith("{"):
         return None
-    nodes = json.loads(text)
+    nodes = load_json(text, "the ComfyUI prompt")
     if not isinstance(nodes, dict) or not any(isinstance(n, dict) and "class_type" in n for n in nodes.values()):
         return None
     from sd1kit.metadata.readers import a1111

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from sd1kit.metadata.containers import Containers
-from sd1kit.metadata.picture import LoraRef, PictureInfo, text_number
+from sd1kit.metadata.limits import load_json
+from sd1kit.metadata.picture import LoraRef, PictureInfo, as_number, text_number
 from sd1kit.metadata.readers.names import a1111_sampler, a1111_schedule
 
 
@@ -15,7 +15,7 @@ def _json_of(found: Containers) -> dict | None:
     for key in ("parameters", "Comment", "comment", "exif:UserComment"):
         text = found.texts.get(key, "")
         if text.lstrip().startswith("{"):
-            data = json.loads(text)
+            data = load_json(text, key)
             if isinstance(data, dict) and (found.texts.get("fooocus_scheme") == "fooocus"
                                            or data.get("metadata_scheme") == "fooocus"
                                            or str(data.get("version", "")).startswith("Fooocus")
@@ -26,14 +26,16 @@ def _json_of(found: Containers) -> dict | None:
 
 def _loras(data: dict) -> list[LoraRef]:
     found = []
-    for item in data.get("loras") or []:  # [[name, weight, hash], ...]
-        if isinstance(item, (list, tuple)) and item and isinstance(item[0], str):
+    items = data.get("loras")
+    for item in items if isinstance(items, list) else []:  # [[name, weight, hash], ...]
+        if isinstance(item, list) and item and isinstance(item[0], str):
             found.append(LoraRef(item[0].rsplit(".", 1)[0], item[1] if len(item) > 1 else None,
-                                 item[2] if len(item) > 2 else None))
+                                 item[2] if len(item) > 2 and isinstance(item[2], str) else None))
     for key, value in data.items():  # older: "lora_combined_1": "name.safetensors : 0.5"
         if key.startswith("lora_combined_") and isinstance(value, str) and " : " in value:
             name, weight = value.rsplit(" : ", 1)
-            found.append(LoraRef(name.rsplit(".", 1)[0], float(weight) if re.match(r"^-?[\d.]+$", weight) else None))
+            number = as_number(weight) if re.match(r"^-?[\d.]+$", weight) else None
+            found.append(LoraRef(name.rsplit(".", 1)[0], number))
     return found
 
 

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 
 from sd1kit.metadata.containers import Containers
+from sd1kit.metadata.limits import load_json
 from sd1kit.metadata.picture import LoraRef, PictureInfo, text_number
 from sd1kit.metadata.readers.names import a1111_sampler
 
+MAX_DREAM = 1 << 20
 DREAM_FLAGS = {"-s": "steps", "--steps": "steps", "-S": "seed", "--seed": "seed", "-W": "width", "--width": "width",
                "-H": "height", "--height": "height", "-C": "cfg_scale", "--cfg_scale": "cfg_scale",
                "-A": "sampler", "--sampler": "sampler"}
@@ -25,8 +26,8 @@ def _negatives(prompt: str) -> tuple[str, str]:
 
 def _name(value) -> str | None:
     if isinstance(value, dict):
-        return value.get("model_name") or value.get("name")
-    return value if isinstance(value, str) else None
+        value = value.get("model_name") or value.get("name")
+    return value if isinstance(value, str) and value else None
 
 
 def _params(meta: dict, sampler_key: str) -> dict:
@@ -36,7 +37,8 @@ def _params(meta: dict, sampler_key: str) -> dict:
     params = {
         "Steps": text_number(meta.get("steps")), "Sampler": sampler, "Schedule type": schedule,
         "CFG scale": text_number(meta.get("cfg_scale")), "Seed": text_number(meta.get("seed")),
-        "Size": f"{w}x{h}" if w and h else None, "Model hash": model.get("hash") if isinstance(model, dict) else None,
+        "Size": f"{w}x{h}" if w and h else None,
+        "Model hash": model.get("hash") if isinstance(model, dict) and isinstance(model.get("hash"), str) else None,
         "Model": _name(model), "Clip skip": text_number(meta.get("clip_skip") or None),
         "CFG Rescale phi": text_number(meta.get("cfg_rescale_multiplier") or None),
         "Denoising strength": text_number(meta.get("strength")),
@@ -46,7 +48,8 @@ def _params(meta: dict, sampler_key: str) -> dict:
 
 def _loras(meta: dict) -> list[LoraRef]:
     found = []
-    for item in meta.get("loras") or []:
+    items = meta.get("loras")
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
             name = _name(item.get("lora") or item.get("model"))
             if name:
@@ -55,7 +58,7 @@ def _loras(meta: dict) -> list[LoraRef]:
 
 
 def _from_v3(found: Containers, text: str) -> PictureInfo:
-    meta = json.loads(text)
+    meta = load_json(text, "invokeai_metadata")
     if not isinstance(meta, dict):
         raise ValueError("invokeai_metadata is not a JSON object")
     return PictureInfo(found.path, "invokeai", f"InvokeAI {meta['app_version']}" if meta.get("app_version") else "InvokeAI",
@@ -64,7 +67,9 @@ def _from_v3(found: Containers, text: str) -> PictureInfo:
 
 
 def _from_v2(found: Containers, text: str) -> PictureInfo:
-    meta = json.loads(text)
+    meta = load_json(text, "sd-metadata")
+    if not isinstance(meta, dict):
+        raise ValueError("sd-metadata is not a JSON object")
     image = meta.get("image") or {}
     prompts = image.get("prompt")
     prompt = " ".join(p.get("prompt", "") for p in prompts if isinstance(p, dict)) if isinstance(prompts, list) \
@@ -77,6 +82,8 @@ def _from_v2(found: Containers, text: str) -> PictureInfo:
 
 
 def _from_dream(found: Containers, text: str) -> PictureInfo:
+    if len(text) > MAX_DREAM:  # shlex reads a character at a time
+        raise ValueError(f"a Dream command line of {len(text) >> 10} KiB")
     words = shlex.split(text, posix=True)
     meta: dict = {}
     prompt_words = []

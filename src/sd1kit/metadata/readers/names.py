@@ -14,8 +14,9 @@ SCHEDULE_SYNONYMS = {"ddim_uniform": "DDIM", "native": None}
 
 
 def a1111_sampler(name: str | None) -> tuple[str | None, str | None]:
-    """(A1111 sampler name, schedule name or None); an unknown name is kept as written."""
-    if not name:
+    """(A1111 sampler name, schedule name or None); an unknown name is kept as written, a value that is not a
+    name (a list, a number) is none."""
+    if not name or not isinstance(name, str):
         return None, None
     text = str(name).strip()
     karras = text.endswith("_k")  # InvokeAI: "dpmpp_2m_k" = DPM++ 2M with Karras sigmas
@@ -32,7 +33,7 @@ def a1111_sampler(name: str | None) -> tuple[str | None, str | None]:
 
 
 def a1111_schedule(name: str | None) -> str | None:
-    if not name:
+    if not name or not isinstance(name, str):
         return None
     text = str(name).strip()
     if text in SCHEDULE_SYNONYMS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from sd1kit.metadata.containers import Containers
+from sd1kit.metadata.limits import load_json
 from sd1kit.metadata.picture import PictureInfo, text_number
 from sd1kit.metadata.readers.names import a1111_sampler
 
@@ -16,7 +17,7 @@ def _fields(found: Containers) -> dict | None:
         return dict(found.texts)
     stealth = found.texts.get("stealth", "")
     if stealth.lstrip().startswith("{"):
-        data = json.loads(stealth)
+        data = load_json(stealth, "the stealth JSON")
         if isinstance(data, dict) and ("Comment" in data or data.get("Software") == "NovelAI"):
             return data
     return None
@@ -28,7 +29,7 @@ def read(found: Containers) -> PictureInfo | None:
         return None
     comment = data.get("Comment") or {}
     if isinstance(comment, str):
-        comment = json.loads(comment)
+        comment = load_json(comment, "Comment")
     if not isinstance(comment, dict):
         raise ValueError("Comment is not a JSON object")
     sampler, _ = a1111_sampler(comment.get("sampler"))
