@@ -72,6 +72,13 @@ def test_the_hidden_payloads_are_real(tmp_path):
     duplicate = hf.write_zip([(first, hf.payload(marker)), *hf.torch_zip_members()])
     with zipfile.ZipFile(io.BytesIO(duplicate)) as z:
         assert z.read(z.infolist()[0]) == hf.payload(marker)  # the first entry, the one torch's reader takes
+    hidden = tmp_path / "comment.ckpt"
+    hidden.write_bytes(hf.comment_hidden_archive())
+    assert torch.load(hidden, weights_only=True) == {"hidden": 1}  # torch reads the archive the comment hides
+    import torch._weights_only_unpickler as weights_only  # the graph bombs are built by torch's own unpickler
+
+    assert len(weights_only.load(io.BytesIO(hf.memo_laughs(4)), encoding="utf-8")) == 5
+    assert len(weights_only.load(io.BytesIO(hf.exponential_key(4)), encoding="utf-8")[1]) == 1
 
 
 def _save(obj, path, **kw):
@@ -82,7 +89,8 @@ def _save(obj, path, **kw):
 def test_real_torch_archives_still_load(tmp_path):
     """torch.save's zip (data descriptors, zip64 end records), the legacy stream, and a zip repacked by another
     tool with deflated members all load; the view is the same as torch's."""
-    sd = {"w": torch.arange(6.0).reshape(2, 3), "nested": {"b": torch.ones(2)}}
+    sd = {"w": torch.arange(6.0).reshape(2, 3), "nested": {"b": torch.ones(2)},
+          "token_embedding": torch.zeros(49408, 768, dtype=torch.float16)}  # 76 MB: an SD1 tensor, deflated
     new = _save(sd, tmp_path / "new.pt")
     old = _save(sd, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     repacked = tmp_path / "repacked.pt"
@@ -137,23 +145,45 @@ def test_full_disk_and_read_only_folder_say_so(tmp_path):
 
 
 def test_stale_temporaries_of_killed_runs_are_removed(tmp_path, cli):
-    """Only our own pattern, only for the target written, only files older than the running process."""
+    """Only our own pattern, only for the target written, only when the writer's process is gone and the file is
+    older than the running process; the output gets 0666 less the umask (not mkstemp's 0600)."""
     import os
+    import subprocess
     import time
 
     model = prepare(CASES["garbage"], tmp_path)["model"]
     out = tmp_path / "out.safetensors"
-    stale, fresh = tmp_path / ".out.safetensors.abcd1234.tmp", tmp_path / ".out.safetensors.wxyz9876.tmp"
-    other, unrelated = tmp_path / ".other.safetensors.abcd1234.tmp", tmp_path / "notes.tmp"
-    for path in (stale, fresh, other, unrelated):
-        path.write_bytes(b"x" * 1000)
-    old = time.time() - 3600
-    for path in (stale, other, unrelated):
-        os.utime(path, (old, old))
-    os.utime(fresh, (time.time() + 3600,) * 2)  # a concurrent writer's file: newer than this process
-    result = cli("convert", model, out)
-    assert result.code == 0, result.err
-    assert not stale.exists() and fresh.exists() and other.exists() and unrelated.exists()
+    dead = _finished_pid()
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        stale = tmp_path / f".out.safetensors.sd1kit-{dead}-abcd1234.tmp"
+        writing = tmp_path / f".out.safetensors.sd1kit-{running.pid}-wxyz9876.tmp"  # a concurrent writer's
+        other = tmp_path / f".other.safetensors.sd1kit-{dead}-abcd1234.tmp"
+        foreign = tmp_path / ".out.safetensors.backup01.tmp"  # not ours: no sd1kit-PID in the name
+        for path in (stale, writing, other, foreign):
+            path.write_bytes(b"x" * 1000)
+            os.utime(path, (time.time() - 3600,) * 2)
+        result = cli("convert", model, out)
+        assert result.code == 0, result.err
+        assert not stale.exists() and writing.exists() and other.exists() and foreign.exists()
+        assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    finally:
+        running.kill()
+        running.wait()
+
+
+def _finished_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _umask() -> int:
+    from sd1kit.formats.atomic import _UMASK
+
+    return _UMASK
 
 
 def test_a_picture_cannot_point_generation_outside_the_models_folders(tmp_path, cli):

@@ -5,7 +5,6 @@ sd1kit's own yaml beside it where the output needs one (formats.yaml_config.writ
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
+from sd1kit.formats.atomic import same_file
 from sd1kit.formats.hashes import file_hashes
 from sd1kit.formats.keys.ldm import EMA_PREFIX, SCHEDULE_BUFFERS, UNET_PREFIX, ema_name
 from sd1kit.formats.safetensors_io import write_safetensors
@@ -30,13 +30,6 @@ class ConvertResult:
     tensors: int
     metadata: dict[str, str]
     yaml: Path | None
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
 
 
 def _apply_ema(sd: dict, mode: str, where: Path) -> dict:
@@ -69,7 +62,7 @@ def convert(src: str | Path, out: str | Path, dtype: str | None = None, ema: str
         raise Sd1kitError("--ema", f"must be one of {', '.join(EMA_MODES)}, not {ema!r}")
     ins = inspect_path(src, prediction=prediction, ztsnr=ztsnr, hashes=False)
     yaml_in = ins.detection.yaml.path if ins.detection.yaml else None
-    if any(_same_file(i, out) for i in [src, *ins.source.files, *([yaml_in] if yaml_in else [])]):
+    if any(same_file(i, out) for i in [src, *ins.source.files, *([yaml_in] if yaml_in else [])]):
         raise Sd1kitError(out, "refusing to overwrite an input file")
     if ins.refusal:
         raise Sd1kitError(src, ins.refusal)

@@ -14,6 +14,20 @@ class Sd1kitError(Exception):
         self.message = message
         super().__init__(f"{self.where}: {message}" if self.where else message)
 
+    def __reduce__(self):  # picklable and copyable whatever a subclass's __init__ takes (jobs, process pools)
+        state = dict(self.__dict__)
+        if isinstance(self, OSError):  # errno, strerror, filename live outside __dict__
+            state.update(errno=self.errno, strerror=self.strerror, filename=self.filename)
+        return _restore, (type(self), self.where, self.message, state)
+
+
+def _restore(cls, where, message, state):
+    error = cls.__new__(cls)
+    Sd1kitError.__init__(error, where, message)
+    for key, value in state.items():
+        setattr(error, key, value)
+    return error
+
 
 class BadFileError(Sd1kitError):
     """The file is not what it claims to be (truncated, lying header, wrong container)."""
@@ -53,6 +67,9 @@ class FileSystemError(Sd1kitError, OSError):
     """An OSError said in the user's words; still an OSError, so code that tolerates one (a cache that cannot be
     written) goes on tolerating it."""
 
+    def __str__(self) -> str:  # not OSError's "[Errno N] ..." form, which errno and filename would switch on
+        return f"{self.where}: {self.message}" if self.where else self.message
+
 
 def os_error(e: OSError, where: str | os.PathLike | None = None) -> Sd1kitError:
     """An OSError as a one-line Sd1kitError naming the file (`where` for a temporary file's real target)."""
@@ -61,5 +78,5 @@ def os_error(e: OSError, where: str | os.PathLike | None = None) -> Sd1kitError:
     message = _OS_ERRORS.get(e.errno, e.strerror or e.__class__.__name__)
     target = where if where is not None else (e.filename if e.filename is not None else None)
     error = FileSystemError(target, message)
-    error.errno = e.errno
+    error.errno, error.strerror, error.filename = e.errno, message, str(target) if target is not None else None
     return error

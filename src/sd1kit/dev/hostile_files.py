@@ -103,17 +103,52 @@ def deep_list_value(depth: int = 10 ** 6) -> bytes:
     return PROTO2 + EMPTY_DICT + BININT1 + b"\x01" + EMPTY_LIST * (depth + 1) + APPEND * depth + SETITEM + STOP
 
 
+def _doubling_tuples(doublings: int) -> bytes:
+    """Onto an open list: t0 = (), t(n+1) = (t(n), t(n)) through the memo (BINGET twice, TUPLE2, BINPUT), each
+    appended; only opcodes torch's weights-only unpickler supports, so torch itself would build the graph."""
+    body = EMPTY_TUPLE + b"q\x00" + APPEND
+    for i in range(doublings):
+        body += b"h" + bytes([i]) + b"h" + bytes([i]) + TUPLE2 + b"q" + bytes([i + 1]) + APPEND
+    return body
+
+
 def exponential_key(doublings: int = 80) -> bytes:
-    """{t80: 1} with t(n+1) = (t(n), t(n)): 160 opcodes, 2^80 work for any hash or walk."""
-    return PROTO2 + EMPTY_DICT + EMPTY_TUPLE + (DUP + TUPLE2) * doublings + BININT1 + b"\x01" + SETITEM + STOP
+    """[[t0 .. t80], {t80: 1}]: about 400 bytes; hashing the key t80 is 2^80 work (a hang under torch.load)."""
+    return (PROTO2 + EMPTY_LIST + EMPTY_LIST + _doubling_tuples(doublings) + APPEND + EMPTY_DICT
+            + b"h" + bytes([doublings]) + BININT1 + b"\x01" + SETITEM + APPEND + STOP)
 
 
 def memo_laughs(doublings: int = 80) -> bytes:
-    """The same graph as exponential_key, built through the memo (BINPUT / BINGET), as a value."""
-    body = EMPTY_TUPLE + b"q\x00"
-    for i in range(doublings):
-        body += b"h" + bytes([i % 256]) + b"h" + bytes([i % 256]) + TUPLE2 + b"q" + bytes([(i + 1) % 256])
-    return PROTO2 + EMPTY_DICT + BININT1 + b"\x01" + body + SETITEM + STOP
+    """[t0 .. t80] as a value: torch loads it at once, and anything that then walks it (repr, copy, a flatten)
+    does 2^80 work."""
+    return PROTO2 + EMPTY_LIST + _doubling_tuples(doublings) + STOP
+
+
+def filled_after_nesting(depth: int = 240_000) -> bytes:
+    """{"x": [[[...]]]} built by appending an empty list, then filling it: every container is nested before it is
+    filled, so a walk that only grows the container itself sees depth 1."""
+    chain = b"]q\x00ah\x00" * depth
+    return PROTO2 + b"}q\x01X\x01\x00\x00\x00x]q\x00sh\x00" + chain + b"h\x01" + STOP
+
+
+def comment_hidden_archive() -> bytes:
+    """A real torch archive whose end-record comment hides a second archive (members, directory and an end
+    record) holding another data.pkl, plus one byte: readers take the last end record, a lax scanner the first."""
+    benign = write_zip(torch_zip_members())
+    start, blob, central = len(benign), b"", b""
+    prefix = torch_zip_members()[0][0].split("/", 1)[0]
+    hidden_members = ((f"{prefix}/data.pkl", pickle.dumps({"hidden": 1}, protocol=2)), (f"{prefix}/version", b"3\n"),
+                      (f"{prefix}/byteorder", b"little"))
+    for name, data in hidden_members:
+        offset = start + len(blob)
+        entry = write_zip([(name, data)])
+        local_end = entry.index(b"PK\x01\x02")
+        blob += entry[:local_end]
+        central += entry[local_end:entry.index(b"PK\x05\x06")][:42] + struct.pack("<I", offset) + name.encode()
+    count = len(hidden_members)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(central), start + len(blob), 0)
+    hidden = blob + central + end + b"\0"
+    return benign[:-2] + struct.pack("<H", len(hidden)) + hidden
 
 
 def many_opcodes(n: int = 2_500_000) -> bytes:
@@ -200,8 +235,12 @@ CASES: list[HostileCase] = [
     _case("deep-list-value", "deep-list.pt", lambda d: write_zip(_with_data_pkl(deep_list_value(400_000))),
           "deeper than"),
     _case("exponential-hash-key", "exp.ckpt", lambda d: write_zip(_with_data_pkl(exponential_key())),
-          "object graph", "2^80 work to hash"),
+          "object graph", "2^80 work to hash, in opcodes torch's weights-only unpickler runs"),
     _case("memo-laughs", "laughs.ckpt", lambda d: write_zip(_with_data_pkl(memo_laughs())), "object graph"),
+    _case("filled-after-nesting", "mutate.ckpt", lambda d: write_zip(_with_data_pkl(filled_after_nesting())),
+          "deeper than", "lists appended empty and filled afterwards: 240,000 deep"),
+    _case("zip-comment-hides-archive", "comment.ckpt", lambda d: comment_hidden_archive(), "ambiguous",
+          "a second end record inside the first one's comment"),
     _case("many-opcodes", "ops.ckpt", lambda d: write_zip(_with_data_pkl(many_opcodes(1_200_000))), "opcodes"),
     _case("int-persistent-id", "persid.ckpt", lambda d: write_zip(_with_data_pkl(INT_PERSISTENT_ID)),
           "unreadable torch file"),
@@ -212,7 +251,11 @@ CASES: list[HostileCase] = [
     _case("zip-member-bomb", "bomb.ckpt",
           lambda d: write_zip([(torch_zip_members()[0][0], b"\0" * (1 << 20),
                                 {"method": 8, "declared_size": 1500 << 20}), *torch_zip_members()[1:]]),
-          "inflates to", "data.pkl says it inflates to 1.5 GB"),
+          "inflate", "data.pkl says it inflates 1 MB to 1.5 GB"),
+    _case("zip-pickle-bomb-honest", "bomb2.ckpt",
+          lambda d: write_zip([(torch_zip_members()[0][0], b"\0" * (80 << 20), {"method": 8}),
+                               *torch_zip_members()[1:]]),
+          "more than a checkpoint's pickle", "data.pkl truly inflates to 80 MiB"),
     _case("zip-member-lying-size", "lie.ckpt",
           lambda d: write_zip([(torch_zip_members()[0][0], b"\0" * (8 << 20), {"method": 8, "declared_size": 4096}),
                                *torch_zip_members()[1:]]),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def _scan_zip(path: Path, f, size: int, found: list[str]) -> bool:
         raise BadFileError(path, "zip file without data.pkl: not a torch checkpoint")
     if layout.find("constants.pkl") is not None:
         raise BadFileError(path, "a TorchScript archive, not a checkpoint: refused")
-    pickles = [m for m in layout.members if m.name.lower().endswith(".pkl")]
+    pickles = [m for m in layout.members if torch_zip.ascii_lower(m.name).endswith(".pkl")]
     if len(pickles) > MAX_PICKLE_MEMBERS:
         raise BadFileError(path, f"zip archive with {len(pickles)} pickles: not a torch checkpoint")
     for member in pickles:

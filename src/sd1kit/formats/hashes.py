@@ -23,7 +23,7 @@ from sd1kit.metadata.limits import load_json
 CHUNK = 8 << 20
 RING = 4
 LEGACY_OFFSET, LEGACY_SIZE = 0x100000, 0x10000
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries also keyed on ctime and inode
 
 
 @dataclass(frozen=True)

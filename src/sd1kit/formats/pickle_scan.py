@@ -27,6 +27,7 @@ MAX_KEY_NODES = 1000
 MAX_OPS = 1_000_000  # ~25 per tensor: 40,000 tensors (an SD1 checkpoint with EMA and optimizer state: ~10,000)
 MAX_MEMO = 1_000_000
 MAX_PICKLE_BYTES = 64 << 20
+MAX_PROPAGATION = 2_000_000  # updates of holders when a container grows after being nested (pickler output: none)
 
 _MARK = object()
 _MUTATORS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
@@ -37,10 +38,13 @@ _MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
 
 
 class _Node:
-    __slots__ = ("depth", "size", "value")
+    """A placeholder for one object: its nesting depth, the size of its graph (shared references counted each
+    time), its value where it is a string or an int, and the nodes that hold it (once it is held)."""
+
+    __slots__ = ("depth", "size", "value", "parents")
 
     def __init__(self, depth: int = 0, size: int = 1, value=None):
-        self.depth, self.size, self.value = depth, size, value
+        self.depth, self.size, self.value, self.parents = depth, size, value, None
 
 
 class CappedStream:
@@ -77,7 +81,7 @@ def scan_stream(stream, path: Path, found: list[str]) -> list:
     stack at STOP (a one-element list for a well-formed pickle; scalars keep their value, e.g. an int)."""
     stack: list = []
     memo: dict = {}
-    ops = 0
+    ops, budget = 0, [MAX_PROPAGATION]
     try:
         for op, arg, _pos in pickletools.genops(stream):
             ops += 1
@@ -85,7 +89,7 @@ def scan_stream(stream, path: Path, found: list[str]) -> list:
                 raise BadFileError(path, f"pickle of more than {MAX_OPS} opcodes: refused")
             if op.name == "STOP":
                 return [n.value if isinstance(n, _Node) else None for n in stack]
-            _step(op, arg, stack, memo, found, path)
+            _step(op, arg, stack, memo, found, path, budget)
     except (ValueError, IndexError, KeyError) as e:
         raise BadFileError(path, f"corrupt pickle ({e.__class__.__name__}: {str(e)[:120]})") from None
     if not ops:
@@ -93,7 +97,7 @@ def scan_stream(stream, path: Path, found: list[str]) -> list:
     raise BadFileError(path, "corrupt pickle (no STOP opcode)")
 
 
-def _step(op, arg, stack: list, memo: dict, found: list[str], path: Path) -> None:
+def _step(op, arg, stack: list, memo: dict, found: list[str], path: Path, budget: list[int]) -> None:
     name = op.name
     if name in _MEMO_PUT or name == "MEMOIZE":
         if not stack or stack[-1] is _MARK:
@@ -118,11 +122,11 @@ def _step(op, arg, stack: list, memo: dict, found: list[str], path: Path) -> Non
         if not isinstance(container, _Node):
             raise ValueError(f"{name} on a MARK")
         node = container
-        _grow(node, items, path)
+        _grow(node, items, path, budget)
     elif op.stack_after:
         node = _Node(value=arg if isinstance(arg, (str, int)) and not items else None)
         if items or container is not None:
-            _grow(node, items + ([container] if container is not None else []), path)
+            _grow(node, items + ([container] if container is not None else []), path, budget)
     else:
         return
     stack.append(node)
@@ -161,12 +165,42 @@ def _pop(op, stack: list) -> tuple[list, object]:
     return items, None
 
 
-def _grow(node: _Node, children: list, path: Path) -> None:
+def _grow(node: _Node, children: list, path: Path, budget: list[int]) -> None:
+    """Add `children` to `node`. A container filled after it was nested (the pickler never does this, a crafted
+    pickle can: an empty list memoized, appended, then filled with the next level) passes its growth on to every
+    node that holds it, so depth and size stay true; that work is bounded by `budget`."""
+    depth, size = node.depth, node.size
     for child in children:
         if child is _MARK or not isinstance(child, _Node):
             raise ValueError("MARK used as an object")
         node.depth = max(node.depth, child.depth + 1)
         node.size = min(node.size + child.size, MAX_NODES + 1)
+        if child.parents is None:
+            child.parents = []
+        child.parents.append(node)
+    _check_bounds(node, path)
+    if node.parents and (node.depth > depth or node.size > size):
+        _propagate(node, node.size - size, path, budget)
+
+
+def _propagate(start: _Node, delta: int, path: Path, budget: list[int]) -> None:
+    work = [(start, delta)]
+    while work:
+        node, delta = work.pop()
+        for holder in node.parents:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise BadFileError(path, "pickle keeps growing containers after nesting them: refused "
+                                         "(too much work to bound)")
+            deeper = node.depth + 1 > holder.depth
+            holder.depth = max(holder.depth, node.depth + 1)
+            holder.size = min(holder.size + delta, MAX_NODES + 1)
+            _check_bounds(holder, path)
+            if holder.parents and (deeper or delta):
+                work.append((holder, delta))
+
+
+def _check_bounds(node: _Node, path: Path) -> None:
     if node.depth > MAX_DEPTH:
         raise BadFileError(path, f"pickle nests deeper than {MAX_DEPTH} levels: refused (would crash the loader)")
     if node.size > MAX_NODES:

@@ -29,7 +29,8 @@ LOCAL, CENTRAL, END, END64, LOCATOR64, DESCRIPTOR = (
     b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07", b"PK\x07\x08")
 STORED, DEFLATED = 0, 8
 MAX_MEMBERS = 200_000  # an SD1 checkpoint with EMA and optimizer state has a few thousand
-MAX_INFLATED = 64 << 20  # a compressed member (or any pickle) may inflate to this much, no more
+MAX_INFLATED = 64 << 20  # a pickle member may hold (inflate to) this much, no more
+MAX_DEFLATE_RATIO = 1032  # deflate's largest possible expansion (RFC 1951: 258 bytes per 2-bit code, ~1032:1)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class ZipLayout:
     members: tuple[ZipMember, ...]
 
     def find(self, record: str) -> ZipMember | None:
-        want = f"{self.prefix}/{record}".lower()
-        return next((m for m in self.members if m.name.lower() == want), None)
+        want = ascii_lower(f"{self.prefix}/{record}")
+        return next((m for m in self.members if ascii_lower(m.name) == want), None)
 
 
 def read_zip_layout(path: Path, f: BinaryIO, size: int) -> ZipLayout:
@@ -68,32 +69,35 @@ def read_zip_layout(path: Path, f: BinaryIO, size: int) -> ZipLayout:
     return ZipLayout(members[0].name.split("/", 1)[0], tuple(members))
 
 
-def _find_end_record(f: BinaryIO, size: int) -> tuple[bytes, int]:
-    """The tail of the file and the position in it of an end record whose comment reaches exactly to the end
-    (-1: none)."""
+def _find_end_record(f: BinaryIO, size: int) -> tuple[bytes, int, bool]:
+    """The tail of the file, the position in it of the end record every reader takes (miniz and Python's zipfile
+    alike: the last signature with a whole record after it; -1: none), and whether that record's comment reaches
+    exactly to the end of the file."""
     tail_len = min(size, 22 + 0xFFFF)
     f.seek(size - tail_len)
     tail = f.read(tail_len)
     at = tail.rfind(END)
-    while at >= 0 and (at + 22 > tail_len or 22 + at + struct.unpack_from("<H", tail, at + 20)[0] != tail_len):
+    while at >= 0 and at + 22 > tail_len:
         at = tail.rfind(END, 0, at)
-    return tail, at
+    exact = at >= 0 and 22 + at + struct.unpack_from("<H", tail, at + 20)[0] == tail_len
+    return tail, at, exact
 
 
 def ends_like_a_zip(f: BinaryIO, size: int) -> bool:
-    """Whether the file ends with a zip end record (what Python's zipfile.is_zipfile looks for)."""
+    """Whether a zip reader would take the file for an archive (Python's zipfile.is_zipfile looks for this)."""
     return _find_end_record(f, size)[1] >= 0
 
 
 def _end_records(path: Path, f: BinaryIO, size: int) -> tuple[int, int, int]:
     """The end of central directory record must end the file (a comment, if any, reaching exactly to the end)."""
-    tail, at = _find_end_record(f, size)
+    tail, at, exact = _find_end_record(f, size)
     tail_len = len(tail)
-    if at < 0 and END in tail:
-        raise BadFileError(path, "zip archive whose end record is not at the end of the file "
-                                 "(trailing data or a second archive): refused as ambiguous")
     if at < 0:
         raise BadFileError(path, "truncated or damaged torch checkpoint (no zip end record at its end)")
+    if not exact:  # never fall back to an earlier record: readers would disagree on which one holds
+        raise BadFileError(path, "zip archive whose end record is not at the end of the file "
+                                 "(trailing data, a second archive or a record hidden in a comment): "
+                                 "refused as ambiguous")
     disk, cd_disk, n_disk, n, cd_size, cd_offset, _ = struct.unpack_from("<HHHHIIH", tail, at + 4)
     end_at = size - tail_len + at
     if disk or cd_disk or n_disk != n:
@@ -180,9 +184,9 @@ def _local_members(path: Path, f: BinaryIO, entries: list[tuple], cd_offset: int
             raise BadFileError(path, f"zip member {text!r} is encrypted: not a torch checkpoint")
         if method not in (STORED, DEFLATED) or (method == STORED and csize != usize):
             raise BadFileError(path, f"zip member {text!r} uses compression method {method}: refused")
-        if method == DEFLATED and usize > MAX_INFLATED:
-            raise BadFileError(path, f"compressed zip member {text!r} inflates to {usize} bytes: refused "
-                                     "(torch stores tensors uncompressed)")
+        if method == DEFLATED and usize > csize * MAX_DEFLATE_RATIO + 1024:
+            raise BadFileError(path, f"compressed zip member {text!r} claims to inflate {csize} bytes to {usize}: "
+                                     "more than deflate can (a zip bomb or a lie)")
         f.seek(offset)
         header = f.read(30)
         if len(header) < 30 or header[:4] != LOCAL:
@@ -216,11 +220,19 @@ def _check_names(path: Path, names: list[str]) -> None:
     for name in names:
         if not name.startswith(prefix + "/") or "\x00" in name:
             raise BadFileError(path, f"zip member {name!r} lies outside the archive folder {prefix!r}: refused")
-        key = name.lower()
+        key = ascii_lower(name)
         if key in seen:
             raise BadFileError(path, f"zip members {seen[key]!r} and {name!r} collide (readers pick different "
                                      "ones): refused as ambiguous")
         seen[key] = name
+
+
+def ascii_lower(name: str) -> str:
+    """Lower case as miniz compares names: ASCII letters only (Python's str.lower also folds e.g. the Kelvin sign)."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def read_member(path: Path, f: BinaryIO, member: ZipMember, cap: int = MAX_INFLATED) -> bytes:

@@ -253,22 +253,15 @@ def write_output_yaml(model_out: Path, prediction: str | None, in_channels: int 
     wherever the input had one; none for files that are not whole models (prediction None) or for epsilon models
     that came without one. Where the output's yaml is the input's own (model.ckpt -> model.safetensors beside
     model.yaml), that file is left as it is. Returns the yaml beside the output, or None."""
-    from sd1kit.formats.atomic import write_bytes_atomic
+    from sd1kit.formats.atomic import same_file, write_bytes_atomic
 
     target = Path(model_out).with_suffix(".yaml")
-    if input_yaml is not None and _same_file(Path(input_yaml), target):
+    if input_yaml is not None and same_file(Path(input_yaml), target):
         return target
     if prediction is None or (prediction != "v" and input_yaml is None):
         return None
     write_bytes_atomic(target, sd1_yaml(prediction, in_channels or 4).encode("utf-8"))
     return target
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
 
 
 V1_INFERENCE_YAML = """model:

@@ -25,7 +25,6 @@ import torch
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats.hashes import file_hashes
-from sd1kit.formats.keys.ldm import VAE_PREFIX
 from sd1kit.formats.safetensors_io import DTYPE_SIZES, TORCH_TO_ST_DTYPE, write_safetensors_stream
 from sd1kit.formats.source import open_source
 from sd1kit.formats.yaml_config import in_channels_of, write_output_yaml

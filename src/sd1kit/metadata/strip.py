@@ -165,6 +165,3 @@ def strip_picture(src: str | os.PathLike, out: str | os.PathLike) -> Stripped:
         Path(tmp).write_bytes(clean)
     return result
 
-
-def strip_metadata(src: str | os.PathLike, out: str | os.PathLike) -> Path:
-    return strip_picture(src, out).path

@@ -12,7 +12,6 @@ from sd1kit.prompts.embeddings import EmbeddingDatabase
 from sd1kit.prompts.extra_networks import ADAPTER_KINDS, ExtraNetwork, parse_extra_networks
 from sd1kit.prompts.schedule import prompt_schedule
 
-ADAPTER_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 
 
 def find_adapter_file(folder: Path, name: str) -> Path | None:
