@@ -207,12 +207,12 @@ def test_names_never_become_paths(server, name):
 
     with httpx.Client(base_url=server.url) as c:
         r = c.post("/sdapi/v1/options", json={"sd_model_checkpoint": name})
-        assert r.status_code == 400 and "not a plain name" in r.json()["error"]
+        assert r.status_code == 400 and "not a plain name" in r.json()["detail"]
         r = c.post("/sdapi/v1/txt2img", json={"prompt": f"x <lora:{name}:1>", "steps": 1, "width": 64, "height": 64})
         assert r.status_code == 400
         r = c.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64,
                                               "override_settings": {"sd_vae": name}})
-        assert r.status_code == 400 and "not a plain name" in r.json()["error"]
+        assert r.status_code == 400 and "not a plain name" in r.json()["detail"]
 
 
 def test_auth_and_bind_rules(models_dir, cli):

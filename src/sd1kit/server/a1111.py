@@ -14,7 +14,9 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.pipeline.request import GenerationRequest
 
 MAX_SIDE = 2048
-MAX_PIXELS = 16 << 20
+MAX_PIXELS = 16 << 20  # a decoded input image
+MAX_BATCH_PIXELS = 8 << 20  # output pixels of one pass's batch (8 at 1024x1024, 2 at 2048x2048)
+MAX_BATCH, MAX_COUNT = 8, 16  # batch_size, n_iter
 
 
 def decode_image(data: str, what: str) -> Image.Image:
@@ -42,27 +44,108 @@ def encode_png(image: Image.Image, infotext: str | None = None) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def generation_request(payload: dict, img2img: bool) -> tuple[GenerationRequest, dict]:
-    """The request a txt2img / img2img payload asks for (the option table's API fields; every field the payload
-    sets recorded as coming from the API), and the images it carries (PIL)."""
-    from sd1kit.pipeline.option_surfaces import options_from_api
+class PayloadInvalid(Sd1kitError):
+    """Fields of the wrong type (a 422, as A1111's pydantic models refuse them); `errors` lists each field's
+    problem as FastAPI's validation errors do: `{"loc": ["body", field], "msg", "type"}`."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        super().__init__("payload", "; ".join(f"{'.'.join(e['loc'][1:])}: {e['msg']}" for e in errors[:5]))
+
+
+def _field_error(name: str, msg: str, kind: str = "type_error") -> dict:
+    return {"loc": ["body", *name.split(".", 1)], "msg": msg, "type": kind}
+
+
+def _typed(option, names: tuple, payload: dict) -> tuple[list[dict], object]:
+    """One table row's payload fields converted by its kind: (field errors, the value or None)."""
+    from sd1kit.pipeline.option_surfaces import _api_convert, _api_value
+    from sd1kit.pipeline.options import _whole
+
+    raws = [_api_value(payload, n) for n in names]
+    if all(r is None for r in raws):
+        return [], None
+    errors = []
+    if option.kind is tuple:  # each side on its own, so the error names the field
+        for name, raw in zip(names, raws):
+            try:
+                raw is None or _whole(raw)
+            except (ValueError, TypeError, OverflowError):
+                errors.append(_field_error(name, f"{raw!r} is not a whole number"))
+        return errors, None
+    try:
+        return [], _api_convert(option, raws[0])
+    except (ValueError, TypeError, OverflowError):
+        return [_field_error(names[0], f"{raws[0]!r} is not a valid {option.kind.__name__}")], None
+
+
+def check_fields(payload, kind: str) -> None:
+    """Every option field the payload has, checked by the option table before anything runs: a wrong type is a
+    422 (all of them listed), then a value out of the row's bounds a 400. The hires fields count only with
+    `enable_hr` (A1111 ignores them otherwise; clients send `hr_scale: 0` with hires off)."""
+    from sd1kit.pipeline.option_surfaces import _api_names, _api_rows
 
     if not isinstance(payload, dict):
-        raise Sd1kitError("payload", "expected a JSON object")
+        raise PayloadInvalid([{"loc": ["body"], "msg": "expected a JSON object", "type": "dict_type"}])
+    if payload.get("override_settings") is not None and not isinstance(payload["override_settings"], dict):
+        raise PayloadInvalid([_field_error("override_settings", "expected a JSON object", "dict_type")])
+    errors, checks = [], []
+    hires = kind == "txt2img" and bool(payload.get("enable_hr"))
+    for option in _api_rows(kind):
+        if option.attr.startswith("hr_") and not hires:  # ignored, as A1111 (and options_from_api) ignore them
+            continue
+        names = _api_names(option)
+        found, value = _typed(option, names, payload)
+        errors += found
+        if value is not None:
+            checks.append((option, value, names[0]))
+    for key in ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt"):
+        value = payload.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+            errors.append(_field_error(key, "expected a string", "string_type"))
+    if errors:
+        raise PayloadInvalid(errors)
+    for option, value, label in checks:
+        option.check(value, label)
+
+
+def check_sizes(values: dict) -> None:
+    """The output of every pass bounded before work starts: each side 64..MAX_SIDE, a batch's pixels (first pass
+    and the hires pass, after `hr_scale` / `hr_resize`) at most MAX_BATCH_PIXELS, and the batch counts."""
+    from sd1kit.pipeline.hires import target_size
+
+    w, h = values.get("width", 512), values.get("height", 512)
+    batch, count = values.get("batch_size", 1), values.get("batch_count", 1)
+    if batch > MAX_BATCH or count > MAX_COUNT:
+        raise Sd1kitError("batch_size/n_iter", f"{batch}x{count} is over {MAX_BATCH} pictures a batch or "
+                                               f"{MAX_COUNT} batches")
+    passes = [("size", (w, h))]
+    if values.get("enable_hr"):
+        passes.append(("hires size", target_size(w, h, values.get("hr_scale", 2.0), values.get("hr_resize"))))
+    for what, (pw, ph) in passes:
+        if not (64 <= pw <= MAX_SIDE and 64 <= ph <= MAX_SIDE):
+            raise Sd1kitError(what, f"{pw}x{ph} is outside 64..{MAX_SIDE} a side")
+        if pw * ph * batch > MAX_BATCH_PIXELS:
+            raise Sd1kitError(what, f"{batch} pictures of {pw}x{ph} are over {MAX_BATCH_PIXELS >> 20} MP a batch")
+
+
+def generation_request(payload: dict, img2img: bool) -> tuple[GenerationRequest, dict]:
+    """The request a txt2img / img2img payload asks for (the option table's API fields; every field the payload
+    sets recorded as coming from the API), and the images it carries (PIL). Types, bounds and output sizes are
+    checked first (`check_fields`, `check_sizes`), so a bad payload is refused before a job exists."""
+    from sd1kit.pipeline.option_surfaces import options_from_api
+
     kind = "img2img" if img2img else "txt2img"
+    check_fields(payload, kind)
     values = options_from_api(payload, kind)
     for key in ("prompt", "negative_prompt"):
         if payload.get(key) is not None:
             values[key] = str(payload[key])
-    w, h = values.get("width", 512), values.get("height", 512)
-    if not (64 <= w <= MAX_SIDE and 64 <= h <= MAX_SIDE):
-        raise Sd1kitError("size", f"{w}x{h} is outside 64..{MAX_SIDE}")
-    if values.get("batch_size", 1) > 8 or values.get("batch_count", 1) > 16:
-        raise Sd1kitError("payload", "steps must be 1-150, batch_size 1-8, n_iter 1-16")
+    check_sizes(values)
     images = {}
     if img2img:
         inits = payload.get("init_images") or []
-        if not inits:
+        if not isinstance(inits, list) or not inits:
             raise Sd1kitError("init_images", "img2img needs an init image")
         images["init"] = decode_image(inits[0], "init_images[0]")
         if payload.get("mask"):

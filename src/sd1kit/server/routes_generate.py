@@ -3,8 +3,13 @@ Handlers never run generation: they enqueue a job and await its future (or hand 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+import ctypes
+import ctypes.util
+import gc
+import sys
+import traceback
+
+from fastapi import APIRouter, HTTPException
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import control_units, encode_png, generation_request, generation_response
@@ -59,7 +64,42 @@ def generation_job(state: ServerState, payload: dict, img2img: bool):
 
         result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
         return generation_response(payload, result, the_plan.request)
-    return work
+    return released(work)
+
+
+def released(work):
+    """`work`, giving its memory back when it fails: the error keeps no frames of the failed run (their tensors
+    would live as long as the job's future is kept), then a collection and `malloc_trim` hand the freed heap
+    back to the system. An unexpected error's traceback is logged first."""
+    def run_released(job):
+        try:
+            return work(job)
+        except BaseException as e:  # noqa: BLE001 - re-raised below, without its frames
+            error = e
+        if not isinstance(error, Sd1kitError):
+            traceback.print_exception(error, file=sys.stderr)
+        forget_frames(error)
+        give_memory_back()
+        raise error
+    return run_released
+
+
+def forget_frames(error: BaseException) -> None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+
+
+def give_memory_back() -> None:
+    """gc, then glibc's `malloc_trim(0)` (where there is a glibc): freed arenas go back to the system."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 @router.post("/sdapi/v1/txt2img", openapi_extra=_body_schema("txt2img"))
@@ -85,7 +125,7 @@ async def submit(payload: dict, state: State):
 async def job_status(job_id: str, state: State):
     job = state.jobs.jobs.get(job_id)
     if job is None:
-        return JSONResponse({"error": f"no such job {job_id!r}"}, status_code=404)
+        raise HTTPException(404, f"no such job {job_id!r}")
     out = job.as_json()
     if job.future.done():
         error = job.future.exception()

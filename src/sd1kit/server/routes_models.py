@@ -6,11 +6,16 @@ import asyncio
 import os
 from pathlib import Path
 
-from fastapi import APIRouter
+import json
+
+from fastapi import APIRouter, HTTPException
 
 from sd1kit.server.state import State, find_checkpoint, list_checkpoints
 
 router = APIRouter()
+MAX_OPTION_VALUE = 64 << 10  # bytes of one option's value, as JSON (A1111's largest settings are short lists)
+MAX_OPTION_KEYS = 1024  # options kept (A1111 has about 600)
+MAX_KEY = 128
 
 
 @router.get("/sdapi/v1/sd-models")
@@ -92,8 +97,22 @@ async def get_options(state: State):
             "eta_noise_seed_delta": 0, "randn_source": "GPU", **state.options}
 
 
+def check_option_values(payload: dict, state) -> None:
+    """Refuse, before anything is stored, an option name that is not a short name, a value over
+    MAX_OPTION_VALUE bytes (413: it would be kept and sent back by every GET), or more options than are kept."""
+    for key, value in payload.items():
+        if not key or len(key) > MAX_KEY or not key.isprintable():
+            raise HTTPException(400, f"{key[:40]!r} is not an option name")
+        size = len(json.dumps(value, ensure_ascii=False, default=str))
+        if size > MAX_OPTION_VALUE:
+            raise HTTPException(413, f"{key}: value of {size} bytes is over {MAX_OPTION_VALUE >> 10} KB")
+    if len(set(state.options) | set(payload)) > MAX_OPTION_KEYS:
+        raise HTTPException(400, f"over {MAX_OPTION_KEYS} options")
+
+
 @router.post("/sdapi/v1/options")
 async def set_options(payload: dict, state: State):
+    check_option_values(payload, state)
     if "sd_model_checkpoint" in payload:
         entry = find_checkpoint(state, str(payload["sd_model_checkpoint"]))
 
@@ -112,10 +131,25 @@ async def set_options(payload: dict, state: State):
     return None
 
 
+def _rss() -> int:
+    """The process's current resident memory (VmRSS of /proc/self/status; ru_maxrss where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 @router.get("/sdapi/v1/memory")
 async def memory():
+    """A1111's shape (`modules/api/api.py` `get_memory`, `models.MemoryResponse`): `ram` as {free, used, total}
+    with `used` the current RSS and `free` = total - used, as A1111 computes them; `peak` added (ru_maxrss)."""
     import resource
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = _rss()
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"ram": {"total": total, "used": rss, "peak": rss}, "cuda": {"error": "no CUDA device"}}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"ram": {"free": total - rss, "used": rss, "total": total, "peak": peak},
+            "cuda": {"error": "unavailable"}}
