@@ -55,3 +55,13 @@ def test_refresh_reload_and_refusals(client):
         assert client.post(path).status_code == 200, path
     r = client.post("/sdapi/v1/interrogate", json={"image": "", "model": "clip"})
     assert r.status_code == 400 and "not supported" in r.json()["detail"]
+
+
+def test_scheduler_automatic_by_its_id_is_written_as_automatic(client):
+    """`/schedulers` lists "automatic" as the id of A1111's "Automatic": a client sending it gets the infotext
+    A1111 writes for it (it was written "Schedule type: Uniform")."""
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "steps": 1, "width": 64, "height": 64,
+                                               "sampler_name": "Euler a", "scheduler": "automatic"})
+    assert r.status_code == 200, r.text
+    info = r.json()["info"]
+    assert "Schedule type: Uniform" not in info and "Sampler: Euler a" in info, info

@@ -125,7 +125,8 @@ def _schedule_label(request: GenerationRequest, first: Pass) -> str:
     " Automatic"; a schedule named, or implied by a legacy name ("DPM++ 2M Karras"), is written out."""
     name = request.sampler.strip().lower()
     plain = name in (first.sampler.name.lower(), first.sampler.id, *first.sampler.aliases)
-    if request.schedule in (None, "Automatic") and (plain or name.endswith(" automatic")):
+    automatic = (request.schedule or "Automatic").strip().lower() == "automatic"  # the label or its id (API)
+    if automatic and (plain or name.endswith(" automatic")):
         return "Automatic"
     return first.schedule.name
 
