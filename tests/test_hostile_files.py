@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sd1kit.dev import hostile_files as hf
-from sd1kit.dev.hostile import SCAN, expand, prepare, run_command
+from sd1kit.dev.hostile import SCAN, case_builder, expand, prepare, run_command
 from sd1kit.errors import BadFileError
 from sd1kit.formats.ckpt import load_torch_file, scan_pickle_file
 
@@ -26,15 +26,7 @@ RUNS = [(name, i) for name, c in CASES.items() for i in range(len(c.commands))]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            folder = tmp_path_factory.mktemp(name)
-            cache[name] = (folder, prepare(CASES[name], folder))
-        return cache[name]
-
-    return get
+    return case_builder(CASES, tmp_path_factory.mktemp)
 
 
 @pytest.mark.parametrize("name,index", RUNS, ids=[f"{n}-{CASES[n].commands[i][0]}{i}" for n, i in RUNS])

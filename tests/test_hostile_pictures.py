@@ -28,7 +28,7 @@ from PIL import Image
 import metadata_samples as S
 from sd1kit.cli.info import _format_info
 from sd1kit.dev import hostile_pictures as H
-from sd1kit.dev.hostile import expand, prepare, run_command
+from sd1kit.dev.hostile import case_builder, expand, run_command
 from sd1kit.errors import Sd1kitError
 from sd1kit.metadata.containers import Containers
 from sd1kit.metadata.infotext import _raw_json_spans, parse_infotext, split_infotext
@@ -53,15 +53,7 @@ def _label(argv: tuple[str, ...]) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            folder = tmp_path_factory.mktemp(name)
-            cache[name] = (folder, prepare(BY_NAME[name], folder))
-        return cache[name]
-
-    return get
+    return case_builder(BY_NAME, tmp_path_factory.mktemp)
 
 
 @pytest.mark.parametrize("name,index", RUNS, ids=[f"{n}-{i}-{_label(BY_NAME[n].commands[i])}" for n, i in RUNS])

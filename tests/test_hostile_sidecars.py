@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sd1kit.dev.hostile import SCAN, expand, prepare, run_command
+from sd1kit.dev.hostile import SCAN, case_builder, expand, run_command
 from sd1kit.dev.hostile_sidecars import CASES, named
 from sd1kit.errors import Sd1kitError
 from sd1kit.formats import yaml_config
@@ -35,15 +35,7 @@ def _label(argv: tuple[str, ...]) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            folder = tmp_path_factory.mktemp(name)
-            cache[name] = (folder, prepare(BY_NAME[name], folder))
-        return cache[name]
-
-    return get
+    return case_builder(BY_NAME, tmp_path_factory.mktemp)
 
 
 @pytest.mark.parametrize("name,index", RUNS, ids=[f"{n}-{i}-{_label(BY_NAME[n].commands[i])}" for n, i in RUNS])

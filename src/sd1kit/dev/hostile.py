@@ -195,6 +195,20 @@ def prepare(case: HostileCase, folder: Path) -> dict[str, str]:
     return values
 
 
+def case_builder(cases: dict[str, HostileCase], make_folder: Callable[[str], Path]):
+    """`get(name) -> (folder, values)`: each case built once, in a folder of its own from `make_folder(name)`
+    (e.g. pytest's tmp_path_factory.mktemp), for all the commands that open it."""
+    built: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def get(name: str) -> tuple[Path, dict[str, str]]:
+        if name not in built:
+            folder = make_folder(name)
+            built[name] = (folder, prepare(cases[name], folder))
+        return built[name]
+
+    return get
+
+
 def _tiny_model(model: Path, lora: Path) -> None:
     import shutil
 

@@ -54,10 +54,7 @@ async def realesrgan_models():
 
 @router.get("/sdapi/v1/hypernetworks")
 async def hypernetworks(state: State):
-    folder = state.folder("hypernetworks")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in HYPERNETWORK_SUFFIXES) \
-        if folder and folder.is_dir() else []
-    return [{"name": p.stem, "path": str(p)} for p in files]
+    return [{"name": p.stem, "path": str(p)} for p in state.files("hypernetworks", HYPERNETWORK_SUFFIXES)]
 
 
 @router.get("/sdapi/v1/scripts")
@@ -112,9 +109,7 @@ async def controlnet_model_list(state: State):
     from sd1kit.formats.hashes import file_hashes
     from sd1kit.server.state import MODEL_SUFFIXES
 
-    folder = state.folder("ControlNet")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES) \
-        if folder and folder.is_dir() else []
+    files = state.files("ControlNet", MODEL_SUFFIXES)
     return {"model_list": [f"{p.stem} [{file_hashes(p).sha256[:8]}]" for p in files]}
 
 

@@ -30,9 +30,7 @@ async def refresh_checkpoints():
 
 @router.get("/sdapi/v1/sd-vae")
 async def sd_vae(state: State):
-    folder = state.folder("VAE")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".pt", ".ckpt", ".safetensors")) \
-        if folder and folder.is_dir() else []
+    files = state.files("VAE", (".pt", ".ckpt", ".safetensors"))
     return [{"model_name": p.name, "filename": str(p)} for p in files]
 
 
@@ -40,8 +38,7 @@ async def sd_vae(state: State):
 async def loras(state: State):
     from sd1kit.adapters.library import SUFFIXES
 
-    folders = [f for f in (state.folder("Lora"), state.folder("LyCORIS")) if f and f.is_dir()]
-    files = sorted(p for f in folders for p in f.rglob("*") if p.suffix.lower() in SUFFIXES)
+    files = sorted(state.files("Lora", SUFFIXES) + state.files("LyCORIS", SUFFIXES))
     return [{"name": p.stem, "alias": p.stem, "path": str(p), "metadata": {}} for p in files]
 
 

@@ -45,6 +45,13 @@ class ServerState:
     def folder(self, kind: str) -> Path | None:
         return self.config.models_dir / kind if self.config.models_dir else None
 
+    def files(self, kind: str, suffixes) -> list[Path]:
+        """The files under models/<kind> (recursively) with one of `suffixes`, sorted; none without the folder."""
+        folder = self.folder(kind)
+        if not folder or not folder.is_dir():
+            return []
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+
     def find(self, kind: str, name: str, what: str) -> str:
         """A file or folder named `name` (stem or full name) anywhere in models/<kind>, never a client's path."""
         name = safe_name(name, what)
@@ -109,16 +116,15 @@ def list_checkpoints(state: ServerState) -> list[dict]:
         entries.append({"title": f"{name} [built-in]", "model_name": name, "hash": h.a1111_short, "sha256": h.sha256,
                         "filename": str(path), "config": None})
     folder = state.folder("Stable-diffusion")
-    if folder and folder.is_dir():
-        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES):
-            try:
-                h = file_hashes(path)
-            except OSError as e:  # a broken link, an unreadable file: one warning line, the others are listed
-                print(f"sd1kit: warning: {path}: not listed ({e.strerror or e})", file=sys.stderr)
-                continue
-            name = str(path.relative_to(folder))
-            entries.append({"title": f"{name} [{h.a1111_short}]", "model_name": path.stem, "hash": h.a1111_short,
-                            "sha256": h.sha256, "filename": str(path), "config": None})
+    for path in state.files("Stable-diffusion", MODEL_SUFFIXES):
+        try:
+            h = file_hashes(path)
+        except OSError as e:  # a broken link, an unreadable file: one warning line, the others are listed
+            print(f"sd1kit: warning: {path}: not listed ({e.strerror or e})", file=sys.stderr)
+            continue
+        name = str(path.relative_to(folder))
+        entries.append({"title": f"{name} [{h.a1111_short}]", "model_name": path.stem, "hash": h.a1111_short,
+                        "sha256": h.sha256, "filename": str(path), "config": None})
     return entries
 
 
