@@ -78,18 +78,32 @@ def test_bad_values_are_refused_with_the_field_name():
 
 
 def test_openapi_schema_comes_from_the_table():
+    """/openapi.json documents every option row's payload field (override_settings ones in their object) with its
+    type and bounds, in the pydantic models FastAPI validates with."""
     from fastapi.testclient import TestClient
 
     from sd1kit.server.app import ServerConfig, create_app
 
     schema = TestClient(create_app(ServerConfig())).get("/openapi.json").json()
-    body = schema["paths"]["/sdapi/v1/txt2img"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    for option in OPTIONS:
-        if option.api and option.mode != "img2img":
-            names = option.api if isinstance(option.api, tuple) else (option.api,)
-            for name in names:
-                where = body["properties"]["override_settings"]["properties"] if "." in name else body["properties"]
-                assert name.split(".")[-1] in where, name
+
+    def resolved(entry):
+        while "$ref" in entry or "anyOf" in entry and any("$ref" in e for e in entry["anyOf"]):
+            ref = entry["$ref"] if "$ref" in entry else next(e["$ref"] for e in entry["anyOf"] if "$ref" in e)
+            entry = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        return entry
+
+    for kind in ("txt2img", "img2img"):
+        body = resolved(schema["paths"][f"/sdapi/v1/{kind}"]["post"]["requestBody"]["content"]["application/json"]
+                        ["schema"])
+        settings = resolved(body["properties"]["override_settings"])["properties"]
+        for option in OPTIONS:
+            if option.api and option.mode in (None, kind):
+                names = option.api if isinstance(option.api, tuple) else (option.api,)
+                for name in names:
+                    entry = (settings if "." in name else body["properties"])[name.split(".")[-1]]
+                    if option.bounds:
+                        assert (entry["minimum"], entry["maximum"]) == tuple(map(float, option.bounds)), name
+        assert {"styles", "alwayson_scripts", "override_settings_restore_afterwards"} <= set(body["properties"])
 
 
 # --- modifiers: compose, or refused before any work; the infotext names only what ran ---
@@ -145,6 +159,28 @@ def test_controlnet_deepcache_token_merging_and_lora_run_together(combo):
         names = {"lora": "Lora hashes", "token_merging": "Token merging", "deepcache": "DeepCache",
                  "controlnet": "ControlNet 0"}
         assert names[kind] not in other.images[0].infotext
+
+
+def test_a_hires_prompt_s_own_loras_act_on_the_hires_pass_only(combo):
+    """A1111 activates the hires prompt's extra networks for the second pass: a LoRA only in `hr_prompt` changes
+    the hires pass and not the first; a LoRA only in the first prompt is off for the hires pass; the same tags in
+    both are one stack for the whole run."""
+    from sd1kit.pipeline.generate import generate
+
+    base = GenerationRequest(prompt="1girl", steps=2, width=64, height=64, seed=5, lora_dir=str(combo["lora_dir"]),
+                             enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_denoising_strength=0.6)
+    runs = {name: generate(base.with_(**kw), combo["model"]) for name, kw in {
+        "none": {"hr_prompt": "1girl"}, "hires": {"hr_prompt": "1girl <lora:style:1>"},
+        "first": {"prompt": "1girl <lora:style:1>", "hr_prompt": "1girl"},
+        "both": {"prompt": "1girl <lora:style:1>", "hr_prompt": "1girl <lora:style:1>"},
+        "same": {"prompt": "1girl <lora:style:1>"}}.items()}
+    passes = {name: [m.as_json()["pass"] for m in r.plan.modifiers if m.kind == "lora"] for name, r in runs.items()}
+    assert passes == {"none": [], "hires": ["hires"], "first": ["first"], "both": ["all"], "same": ["all"]}
+    pixels = {name: np.asarray(r.images[0].image).astype(int) for name, r in runs.items()}
+    assert np.array_equal(pixels["both"], pixels["same"])
+    for a, b in (("none", "hires"), ("none", "first"), ("hires", "both"), ("first", "both")):
+        assert not np.array_equal(pixels[a], pixels[b]), (a, b)
+    assert "Lora hashes: " in runs["hires"].images[0].infotext and "Lora hashes" not in runs["none"].images[0].infotext
 
 
 def test_a_modifier_that_cannot_apply_is_refused_before_sampling(combo):

@@ -113,10 +113,12 @@ def test_non_finite_numbers_are_refused(client, number):
     assert "cfg_scale" in body["detail"] and "finite" in body["detail"] and "VAE" not in body["detail"]
 
 
-@pytest.mark.parametrize("extra,words", [({"mask_blur": 1e9}, "mask_blur"), ({"denoising_strength": 5}, "denoising"),
-                                         ({"init_images": "abc"}, "init_images"), ({"mask": "not base64"}, "mask")])
-def test_img2img_refusals(client, extra, words):
-    body = _shaped(client.post("/sdapi/v1/img2img", json={**SMALL, "init_images": [_png64()], **extra}), 400)
+@pytest.mark.parametrize("extra,words,status", [
+    ({"mask_blur": 1e9}, "mask_blur", 400), ({"denoising_strength": 5}, "denoising", 400),
+    ({"init_images": "abc"}, "init_images", 422), ({"mask": "not base64"}, "mask", 400),
+    ({"mask": 5}, "mask", 422), ({"resize_mode": 1}, "resize_mode", 400)])
+def test_img2img_refusals(client, extra, words, status):
+    body = _shaped(client.post("/sdapi/v1/img2img", json={**SMALL, "init_images": [_png64()], **extra}), status)
     assert words in body["detail"]
 
 
@@ -178,7 +180,7 @@ def test_other_errors_share_the_shape(client, server, monkeypatch):
     _shaped(client.get("/sdapi/v1/no-such-endpoint"), 404)
     _shaped(client.get("/sd1kit/v1/jobs/job-999999"), 404)
     _shaped(client.get("/sdapi/v1/txt2img"), 405)
-    _shaped(client.post("/sd1kit/v1/jobs", json={"kind": "upscale"}), 400)
+    _shaped(client.post("/sd1kit/v1/jobs", json={"kind": "upscale"}), 422)
     from sd1kit.server import jobs, routes_models
 
     def broken(state):

@@ -9,12 +9,25 @@ from sd1kit.pipeline.modifiers import (
 )
 
 
-def build_modifiers(request, model, networks, warnings: list[str]) -> list:
-    """LoRA stack, token merging, DeepCache, ControlNet units, TAESD: those the request asks for, in order."""
+def build_modifiers(request, model, networks, warnings: list[str], hires_networks=None) -> list:
+    """LoRA stack, token merging, DeepCache, ControlNet units, TAESD: those the request asks for, in order.
+    `hires_networks`: the hires prompt's, where it has its own prompt; other networks than the first pass's make
+    two LoRA stacks, each applied around its own pass (as A1111 activates the hires prompt's networks for the
+    second pass: none there means none)."""
     out = []
-    lora = _lora(request, model, networks, warnings)
-    if lora is not None:
-        out.append(lora)
+    if hires_networks is None or _same(networks, hires_networks):
+        lora = _lora(request, model, networks, warnings)
+        out += [lora] if lora is not None else []
+    else:
+        first = _lora(request, model, networks, warnings)
+        hires = _lora(request, model, hires_networks, warnings)
+        if first is not None:
+            first.only = "first"
+            out.append(first)
+        if hires is not None:  # its "Lora hashes" name both passes' files (written after the first's)
+            hires.only = "hires"
+            hires.hashes = list(dict.fromkeys([*(first.hashes if first else []), *hires.hashes]))
+            out.append(hires)
     if request.token_merging:
         out.append(TokenMergingModifier(request.token_merging))
     if request.deepcache > 1:
@@ -28,6 +41,12 @@ def build_modifiers(request, model, networks, warnings: list[str]) -> list:
 
         out.append(TaesdModifier(str(request.taesd or find_taesd(None))))
     return out
+
+
+def _same(a, b) -> bool:
+    def key(nets):
+        return [(n.kind, n.name, sorted(n.multipliers.items())) for n in nets]
+    return key(a) == key(b)
 
 
 def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:

@@ -72,21 +72,36 @@ def run(p: GenerationPlan, callback: Callable | None = None,
     result = Result(warnings=list(p.warnings), plan=p)
     with ExitStack() as applied:
         for m in p.modifiers:
-            applied.enter_context(m.applied(p.model))
+            if m.only is None:
+                applied.enter_context(m.applied(p.model))
         _note_modifiers(p, result)
         encoder = PromptEncoder(p.model.modules.text_encoder, p.model.tokenizer, embeddings=p.embeddings,
                                 clip_skip=p.request.clip_skip, emphasis=p.request.emphasis)
-        conds = {ps.name: _conditioning(p, encoder, ps) for ps in p.passes}
+        conds = {}
+        for ps in p.passes:
+            with _pass_modifiers(p, ps):
+                conds[ps.name] = _conditioning(p, encoder, ps)
         src = _prepare_init(p)
         for number in range(p.request.batch_count):
             batch = Batch(*p.seeds(number), callback, should_stop)
-            latents = _sample(p, p.first, conds["first"], batch, src)
+            with _pass_modifiers(p, p.first):
+                latents = _sample(p, p.first, conds["first"], batch, src)
             if p.hires is not None and not batch.stopped:
-                latents = _sample(p, p.hires, conds["hires"], batch, _hires_source(p, latents))
+                with _pass_modifiers(p, p.hires):
+                    latents = _sample(p, p.hires, conds["hires"], batch, _hires_source(p, latents))
             _add_pictures(p, result, src, _decode(p, latents, result), batch)
             if batch.stopped:
                 break
     return result
+
+
+def _pass_modifiers(p: GenerationPlan, ps) -> ExitStack:
+    """The modifiers that act on pass `ps` only (a hires prompt's own LoRAs), applied around it."""
+    stack = ExitStack()
+    for m in p.modifiers:
+        if m.only == ps.name:
+            stack.enter_context(m.applied(p.model))
+    return stack
 
 
 def _did_not_run(p: GenerationPlan, result: Result, batch: Batch) -> frozenset:

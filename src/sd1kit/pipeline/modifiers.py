@@ -21,6 +21,7 @@ class Modifier:
     """The hooks with their do-nothing defaults."""
 
     kind = ""
+    only: str | None = None  # the one pass it acts on ("first" / "hires"), applied around that pass; None: all
 
     def check(self, plan) -> str | None:
         return None
@@ -54,6 +55,7 @@ class LoraModifier(Modifier):
     stack: object  # adapters.stack.AdapterStack
     hashes: list[str]  # "name: short hash", A1111's "Lora hashes"
     names: list[str] = field(default_factory=list)
+    only: str | None = None  # a hires prompt with its own networks: "first" / "hires" (A1111 activates each set)
     kind = "lora"
 
     @contextmanager
@@ -70,7 +72,7 @@ class LoraModifier(Modifier):
         return any(r.applied for r in self.stack.reports) if self.stack.reports else True
 
     def as_json(self) -> dict:
-        return {**super().as_json(), "adapters": self.names}
+        return {**super().as_json(), "adapters": self.names, "pass": self.only or "all"}
 
 
 @dataclass

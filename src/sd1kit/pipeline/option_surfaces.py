@@ -1,5 +1,6 @@
-"""The option table's surfaces: the `generate` flags and their parsing, the A1111 API payload parser and its
-OpenAPI schema, each generated from `options.OPTIONS` (and the table walk's helpers that set one row on each)."""
+"""The option table's surfaces: the `generate` flags and their parsing, the A1111 API payload parser (its pydantic
+models, in `server/payloads.py`), each generated from `options.OPTIONS` (and the table walk's helpers that set one
+row on each)."""
 
 from __future__ import annotations
 
@@ -127,30 +128,3 @@ def api_fields(option: Option, value) -> dict:
         else:
             payload[name] = v
     return payload
-
-
-def json_schema(kind: str) -> dict:
-    """The OpenAPI schema of a txt2img / img2img payload's option fields, from the table."""
-    types = {int: "integer", float: "number", str: "string", bool: "boolean"}
-    props: dict = {"prompt": {"type": "string"}, "negative_prompt": {"type": "string"}}
-    settings: dict = {"sd_model_checkpoint": {"type": "string"}, "sd_vae": {"type": "string"}}
-    for option in _api_rows(kind):
-        for name in _api_names(option):
-            entry: dict = {"type": types.get(option.kind, "integer"), "description": option.help}
-            if option.default is not None and option.kind is not tuple:
-                entry["default"] = option.default
-            if option.bounds:
-                entry["minimum"], entry["maximum"] = option.bounds
-            if option.choices and option.from_api is None:
-                entry["enum"] = list(option.choices)
-            target = settings if name.startswith("override_settings.") else props
-            target[name.split(".", 1)[-1]] = entry
-    props["override_settings"] = {"type": "object", "properties": settings}
-    props["override_settings_restore_afterwards"] = {"type": "boolean", "default": True}
-    props["alwayson_scripts"] = {"type": "object", "description": "ControlNet units: {'ControlNet': {'args': [...]}}"}
-    props["send_images"] = {"type": "boolean", "default": True}
-    props["sd1kit_dry_run"] = {"type": "boolean", "default": False, "description": "return the plan, run nothing"}
-    if kind == "img2img":
-        props["init_images"] = {"type": "array", "items": {"type": "string"}}
-        props["mask"] = {"type": "string"}
-    return {"type": "object", "properties": props}

@@ -294,7 +294,8 @@ OPTIONS: tuple[Option, ...] = (
            written=lambda v, r, c: v or None, example=0.7),
     Option("emphasis", str, "original", "Emphasis", "--emphasis", "override_settings.emphasis",
            "attention emphasis: original, no-norm, none", choices=("original", "no-norm", "none"),
-           written=lambda v, r, c: EMPHASIS_TEXT.get(v), read=_emphasis, from_api=_emphasis, example="no-norm"),
+           written=lambda v, r, c: EMPHASIS_TEXT.get(v), read=_emphasis, from_api=_emphasis,
+           to_api=lambda v: EMPHASIS_TEXT.get(v, "Original"), example="no-norm"),
     Option("old_prompt_editing", bool, False, "Old prompt editing timelines", "--old-prompt-editing",
            "override_settings.use_old_scheduling", "A1111 before 1.6: [a:b:0.5] and [a:b:5] counted over the first "
            "pass only, fractions below 1 as fractions", late=True, when=_old_timelines_matter, example=True,

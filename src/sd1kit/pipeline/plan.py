@@ -153,7 +153,9 @@ def plan(request: GenerationRequest, model: LoadedModel) -> GenerationPlan:
     passes = (first,) if not request.enable_hr else (first, _hires_pass(request, first))
     from sd1kit.pipeline.build_modifiers import build_modifiers, embeddings_for
 
-    modifiers = build_modifiers(request, model, networks, warnings)
+    hires_networks = (parse_extra_networks(request.hr_prompt)[1] if request.enable_hr and request.hr_prompt is not None
+                      else None)
+    modifiers = build_modifiers(request, model, networks, warnings, hires_networks)
     embeddings, used = embeddings_for(request, model, passes, warnings)
     ztsnr = bool(settings["zero_terminal_snr"].value)
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr,

@@ -53,62 +53,6 @@ class PayloadInvalid(Sd1kitError):
         super().__init__("payload", "; ".join(f"{'.'.join(e['loc'][1:])}: {e['msg']}" for e in errors[:5]))
 
 
-def _field_error(name: str, msg: str, kind: str = "type_error") -> dict:
-    return {"loc": ["body", *name.split(".", 1)], "msg": msg, "type": kind}
-
-
-def _typed(option, names: tuple, payload: dict) -> tuple[list[dict], object]:
-    """One table row's payload fields converted by its kind: (field errors, the value or None)."""
-    from sd1kit.pipeline.option_surfaces import _api_convert, _api_value
-    from sd1kit.pipeline.options import _whole
-
-    raws = [_api_value(payload, n) for n in names]
-    if all(r is None for r in raws):
-        return [], None
-    errors = []
-    if option.kind is tuple:  # each side on its own, so the error names the field
-        for name, raw in zip(names, raws):
-            try:
-                raw is None or _whole(raw)
-            except (ValueError, TypeError, OverflowError):
-                errors.append(_field_error(name, f"{raw!r} is not a whole number"))
-        return errors, None
-    try:
-        return [], _api_convert(option, raws[0])
-    except (ValueError, TypeError, OverflowError):
-        return [_field_error(names[0], f"{raws[0]!r} is not a valid {option.kind.__name__}")], None
-
-
-def check_fields(payload, kind: str) -> None:
-    """Every option field the payload has, checked by the option table before anything runs: a wrong type is a
-    422 (all of them listed), then a value out of the row's bounds a 400. The hires fields count only with
-    `enable_hr` (A1111 ignores them otherwise; clients send `hr_scale: 0` with hires off)."""
-    from sd1kit.pipeline.option_surfaces import _api_names, _api_rows
-
-    if not isinstance(payload, dict):
-        raise PayloadInvalid([{"loc": ["body"], "msg": "expected a JSON object", "type": "dict_type"}])
-    if payload.get("override_settings") is not None and not isinstance(payload["override_settings"], dict):
-        raise PayloadInvalid([_field_error("override_settings", "expected a JSON object", "dict_type")])
-    errors, checks = [], []
-    hires = kind == "txt2img" and bool(payload.get("enable_hr"))
-    for option in _api_rows(kind):
-        if option.attr.startswith("hr_") and not hires:  # ignored, as A1111 (and options_from_api) ignore them
-            continue
-        names = _api_names(option)
-        found, value = _typed(option, names, payload)
-        errors += found
-        if value is not None:
-            checks.append((option, value, names[0]))
-    for key in ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt"):
-        value = payload.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
-            errors.append(_field_error(key, "expected a string", "string_type"))
-    if errors:
-        raise PayloadInvalid(errors)
-    for option, value, label in checks:
-        option.check(value, label)
-
-
 def check_sizes(values: dict) -> None:
     """The output of every pass bounded before work starts: each side 64..MAX_SIDE, a batch's pixels (first pass
     and the hires pass, after `hr_scale` / `hr_resize`) at most MAX_BATCH_PIXELS, and the batch counts."""
@@ -129,32 +73,39 @@ def check_sizes(values: dict) -> None:
             raise Sd1kitError(what, f"{batch} pictures of {pw}x{ph} are over {MAX_BATCH_PIXELS >> 20} MP a batch")
 
 
-def generation_request(payload: dict, img2img: bool) -> tuple[GenerationRequest, dict]:
-    """The request a txt2img / img2img payload asks for (the option table's API fields; every field the payload
-    sets recorded as coming from the API), and the images it carries (PIL). Types, bounds and output sizes are
-    checked first (`check_fields`, `check_sizes`), so a bad payload is refused before a job exists."""
+def generation_request(payload, img2img: bool, settings: dict | None = None) -> tuple[GenerationRequest, dict, list]:
+    """The request a txt2img / img2img payload asks for, the images it carries (PIL) and the warnings its
+    unsupported fields get. Types are checked by the payload's model (`payloads`), then values by the option
+    table (bounds: a 400 naming the field) and the output sizes (`check_sizes`), so a bad payload is refused
+    before a job exists. `settings`: the server's stored A1111 options (`/sdapi/v1/options`), applied under the
+    payload's own `override_settings` and recorded as coming from "options"."""
     from sd1kit.pipeline.option_surfaces import options_from_api
+    from sd1kit.server.payloads import unsupported, validated
 
     kind = "img2img" if img2img else "txt2img"
-    check_fields(payload, kind)
+    payload = validated(kind, payload)
+    warnings = unsupported(payload)
+    stored = options_from_api({"override_settings": settings}, kind) if settings else {}
     values = options_from_api(payload, kind)
     for key in ("prompt", "negative_prompt"):
         if payload.get(key) is not None:
-            values[key] = str(payload[key])
-    check_sizes(values)
+            values[key] = payload[key]
+    check_sizes({**stored, **values})
     images = {}
     if img2img:
         inits = payload.get("init_images") or []
-        if not isinstance(inits, list) or not inits:
+        if not inits:
             raise Sd1kitError("init_images", "img2img needs an init image")
         images["init"] = decode_image(inits[0], "init_images[0]")
         if payload.get("mask"):
             images["mask"] = decode_image(payload["mask"], "mask")
-    return GenerationRequest(**values, sources={k: "api" for k in values}), images
+    sources = {**{k: "options" for k in stored}, **{k: "api" for k in values}}
+    return GenerationRequest(**{**stored, **values}, sources=sources), images, warnings
 
 
-def generation_response(payload: dict, result, request: GenerationRequest) -> dict:
-    """A1111's response: images (base64 PNG with infotext), the parameters echoed, `info` as a JSON string."""
+def generation_response(payload: dict, result, request: GenerationRequest, warnings=()) -> dict:
+    """A1111's response: images (base64 PNG with infotext), the parameters echoed, `info` as a JSON string
+    (its `warnings`: the payload's unsupported fields', then the run's)."""
     images = result.images
     info = {
         "prompt": request.prompt, "all_prompts": [request.prompt] * len(images),
@@ -169,7 +120,7 @@ def generation_response(payload: dict, result, request: GenerationRequest) -> di
         "index_of_first_image": 0, "infotexts": [i.image_infotext if hasattr(i, "image_infotext") else i.infotext
                                                  for i in images],
         "styles": [], "job_timestamp": "", "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False,
-        "version": "sd1kit", "interrupted": any(i.interrupted for i in images), "warnings": list(result.warnings),
+        "version": "sd1kit", "interrupted": any(i.interrupted for i in images), "warnings": [*warnings, *result.warnings],
     }
     send = payload.get("send_images", True) is not False
     return {"images": [encode_png(i.image, i.infotext) for i in images] if send else [],
@@ -195,35 +146,40 @@ def _choice(value, choices, aliases=None, what=""):
 
 
 def control_units(payload: dict, find_model) -> list:
-    """`alwayson_scripts.ControlNet.args` in the ControlNet extension's format; `find_model(name)` resolves a
+    """`alwayson_scripts.ControlNet.args` in the ControlNet extension's format, each unit typed
+    (`payloads.ControlNetUnit`: a wrong type is a 422 naming the unit's field); `find_model(name)` resolves a
     model name (with or without its ` [hash]`) inside the models folder."""
     from sd1kit.pipeline.controlnet import ControlUnit
+    from sd1kit.server.payloads import control_unit
 
     scripts = payload.get("alwayson_scripts") or {}
-    block = next((v for k, v in scripts.items() if k.lower() == "controlnet"), None)
+    name, block = next(((k, v) for k, v in scripts.items() if k.lower() == "controlnet"), (None, None))
     units = []
     for i, raw in enumerate((block or {}).get("args") or []):
-        if not isinstance(raw, dict) or raw.get("enabled") is False:
+        if not isinstance(raw, dict):
             continue
-        module = MODULE_ALIASES.get(str(raw.get("module") or "none"))
+        unit = control_unit(raw, f"alwayson_scripts.{name}.args.{i}")
+        if not unit.enabled:
+            continue
+        module = MODULE_ALIASES.get(str(unit.module or "none"))
         if module is None:
-            raise Sd1kitError(f"ControlNet {i}", f"preprocessor {raw.get('module')!r} needs downloaded weights; "
+            raise Sd1kitError(f"ControlNet {i}", f"preprocessor {unit.module!r} needs downloaded weights; "
                                                  "use none, canny, binary, scribble_xdog or invert")
-        image = raw.get("image") or raw.get("input_image")
+        image = unit.image or unit.input_image
         if isinstance(image, dict):
             image = image.get("image")
         if not image:
             raise Sd1kitError(f"ControlNet {i}", "no control image")
-        a, b = raw.get("threshold_a"), raw.get("threshold_b")
-        unit = ControlUnit(find_model(str(raw.get("model") or "")), None, module, float(raw.get("weight", 1.0)),
-                           float(raw.get("guidance_start", 0.0)), float(raw.get("guidance_end", 1.0)),
-                           _choice(raw.get("control_mode", 0), CONTROL_MODES, None, f"ControlNet {i} control_mode"),
-                           _choice(raw.get("resize_mode", 1), RESIZE_MODES, RESIZE_ALIASES, f"ControlNet {i} resize_mode"),
-                           bool(raw.get("pixel_perfect")), int(raw.get("processor_res") or 512),
-                           None if a is None or a < 0 or module in ("none", "invert") else float(a),
-                           None if b is None or b < 0 or module in ("none", "invert") else float(b),
-                           bool(raw.get("guessmode") or raw.get("guess_mode")),
-                           picture=decode_image(image, f"ControlNet {i} image").convert("RGB"))
-        unit.validate()
-        units.append(unit)
+        a, b = unit.threshold_a, unit.threshold_b
+        built = ControlUnit(find_model(str(unit.model or "")), None, module, unit.weight, unit.guidance_start,
+                            unit.guidance_end,
+                            _choice(unit.control_mode, CONTROL_MODES, None, f"ControlNet {i} control_mode"),
+                            _choice(unit.resize_mode, RESIZE_MODES, RESIZE_ALIASES, f"ControlNet {i} resize_mode"),
+                            unit.pixel_perfect, unit.processor_res if unit.processor_res > 0 else 512,
+                            None if a is None or a < 0 or module in ("none", "invert") else a,
+                            None if b is None or b < 0 or module in ("none", "invert") else b,
+                            bool(unit.guessmode or unit.guess_mode),
+                            picture=decode_image(image, f"ControlNet {i} image").convert("RGB"))
+        built.validate()
+        units.append(built)
     return units

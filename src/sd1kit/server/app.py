@@ -27,7 +27,7 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.server import routes_compat, routes_generate, routes_models, routes_status
 from sd1kit.server.a1111 import PayloadInvalid
 from sd1kit.server.jobs import JobQueue, QueueFull
-from sd1kit.server.routes_generate import _body_schema, generation_job  # noqa: F401  (re-exported)
+from sd1kit.server.routes_generate import generation_job  # noqa: F401  (re-exported)
 from sd1kit.server.state import (  # noqa: F401  (re-exported: tests and the CLI import them from here)
     BUILTIN_TITLE, MAX_BODY, MODEL_SUFFIXES, ServerConfig, ServerState, find_checkpoint, list_checkpoints, safe_name)
 

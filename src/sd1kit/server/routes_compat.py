@@ -5,8 +5,6 @@ the error shape where a client asks for work sd1kit does not do (interrogate).""
 
 from __future__ import annotations
 
-import csv
-
 from fastapi import APIRouter
 
 from sd1kit.errors import Sd1kitError
@@ -14,7 +12,6 @@ from sd1kit.server.state import State
 
 router = APIRouter()
 HYPERNETWORK_SUFFIXES = (".pt", ".ckpt", ".safetensors")
-MAX_STYLES_BYTES = 1 << 20
 
 
 @router.get("/sdapi/v1/latent-upscale-modes")
@@ -39,6 +36,8 @@ async def cmd_flags(state: State):
 @router.get("/sdapi/v1/prompt-styles")
 async def prompt_styles(state: State):
     """`styles.csv` beside the models folder (A1111's layout: name, prompt, negative_prompt)."""
+    from sd1kit.server.styles import read_styles
+
     return read_styles(state)
 
 
@@ -124,17 +123,3 @@ async def controlnet_module_list():
 def _folder(state, kind: str) -> str | None:
     folder = state.folder(kind)
     return str(folder) if folder else None
-
-
-def read_styles(state) -> list[dict]:
-    """A1111's styles.csv rows, read as data (bounded; a row without a name is skipped)."""
-    root = state.config.models_dir.parent if state.config.models_dir else None
-    path = root / "styles.csv" if root else None
-    if path is None or not path.is_file():
-        return []
-    if path.stat().st_size > MAX_STYLES_BYTES:
-        raise Sd1kitError(path, f"styles file over {MAX_STYLES_BYTES >> 20} MiB")
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        rows = list(csv.DictReader(f))
-    return [{"name": r["name"], "prompt": r.get("prompt") or "", "negative_prompt": r.get("negative_prompt") or ""}
-            for r in rows if r.get("name")]

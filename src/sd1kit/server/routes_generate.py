@@ -13,57 +13,76 @@ from fastapi import APIRouter, HTTPException
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import control_units, encode_png, generation_request, generation_response
+from sd1kit.server.payloads import Img2ImgPayload, JobRequest, Txt2ImgPayload, validated
 from sd1kit.server.state import ServerState, State, find_checkpoint, safe_name
 
 router = APIRouter()  # /sdapi/v1/txt2img, /sdapi/v1/img2img
 jobs_router = APIRouter()  # /sd1kit/v1/jobs
 
 
-def _body_schema(kind: str) -> dict:
-    """The payload's OpenAPI schema, generated from the option table."""
-    from sd1kit.pipeline.option_surfaces import json_schema
-
-    return {"requestBody": {"content": {"application/json": {"schema": json_schema(kind)}}, "required": True}}
-
-
 def _check_prompt_names(request) -> None:
+    """Every extra-network name in every prompt field (the hires ones too) a plain name inside the folders."""
     from sd1kit.prompts.extra_networks import parse_extra_networks
 
-    for text in (request.prompt, request.negative_prompt):
-        for net in parse_extra_networks(text)[1]:
-            safe_name(net.name, f"<{net.kind}:...>")
+    fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
+    for field, text in ((f, getattr(request, f)) for f in fields):
+        for net in parse_extra_networks(text or "")[1]:
+            safe_name(net.name, f"{field}: <{net.kind}:...>")
 
 
-def generation_job(state: ServerState, payload: dict, img2img: bool):
-    """Check `payload` now (a bad one is a 400, not a failed job) and return the job's work: plan, then run."""
-    request, images = generation_request(payload, img2img)
+def generation_job(state: ServerState, payload, img2img: bool):
+    """Check `payload` now (a bad one is a 400 / 422, not a failed job) and return the job's work: plan, run.
+    The server's stored options apply under the payload's `override_settings`; with
+    `override_settings_restore_afterwards` false, the overrides stay set afterwards (the model among them), as in
+    A1111, else the model switched to for this job is switched back."""
+    from sd1kit.server.payloads import validated
+    from sd1kit.server.styles import apply_styles, read_styles
+
+    payload = validated("img2img" if img2img else "txt2img", payload)
+    request, images, warnings = generation_request(payload, img2img, state.options)
+    if payload.get("styles"):
+        fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
+        styled = apply_styles({f: getattr(request, f) for f in fields}, payload["styles"], read_styles(state))
+        request = request.given("api", **styled)
     _check_prompt_names(request)
     units = control_units(payload, state.find_controlnet)
-    vae = (payload.get("override_settings") or {}).get("sd_vae") or state.options.get("sd_vae")
+    overrides = payload.get("override_settings") or {}
+    vae = overrides.get("sd_vae") or state.options.get("sd_vae")
     request = request.with_(vae=state.find_vae(vae))
     folder = state.embeddings_folder()
     request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
                             lora_dir=str(state.folder("Lora")) if state.folder("Lora") else None,
                             embeddings_dir=str(folder) if folder else None)
-    wanted = (payload.get("override_settings") or {}).get("sd_model_checkpoint")
+    wanted = overrides.get("sd_model_checkpoint")
+    wanted = find_checkpoint(state, wanted)["title"] if wanted else None
+    keep = payload.get("override_settings_restore_afterwards") is False
 
     def work(job):
         from sd1kit.pipeline.generate import run
         from sd1kit.pipeline.plan import plan
 
+        previous = state.model_title
         if wanted:
-            state.model_title = find_checkpoint(state, wanted)["title"]
-        the_plan = plan(request, state.load(job))
-        if payload.get("sd1kit_dry_run"):
-            return {"plan": the_plan.as_json()}
-        job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
+            state.model_title = wanted
+        try:
+            the_plan = plan(request, state.load(job))
+            if payload.get("sd1kit_dry_run"):
+                return {"plan": the_plan.as_json()}
+            job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
 
-        def progress(i, sigma, latent):
-            job.step += 1
-            job.preview = latent
+            def progress(i, sigma, latent):
+                job.step += 1
+                job.preview = latent
 
-        result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
-        return generation_response(payload, result, the_plan.request)
+            result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
+        except BaseException:
+            state.model_title = previous
+            raise
+        if keep:
+            state.options.update({k: v for k, v in overrides.items() if k != "sd_model_checkpoint"})
+        else:
+            state.model_title = previous
+        return generation_response(payload, result, the_plan.request, warnings)
     return released(work)
 
 
@@ -102,22 +121,21 @@ def give_memory_back() -> None:
         pass
 
 
-@router.post("/sdapi/v1/txt2img", openapi_extra=_body_schema("txt2img"))
-async def txt2img(payload: dict, state: State):
+@router.post("/sdapi/v1/txt2img")
+async def txt2img(payload: Txt2ImgPayload, state: State):
     return await state.run("txt2img", generation_job(state, payload, img2img=False))
 
 
-@router.post("/sdapi/v1/img2img", openapi_extra=_body_schema("img2img"))
-async def img2img(payload: dict, state: State):
+@router.post("/sdapi/v1/img2img")
+async def img2img(payload: Img2ImgPayload, state: State):
     return await state.run("img2img", generation_job(state, payload, img2img=True))
 
 
 @jobs_router.post("/sd1kit/v1/jobs")
-async def submit(payload: dict, state: State):
-    kind = payload.get("kind", "txt2img")
-    if kind not in ("txt2img", "img2img"):
-        raise Sd1kitError("kind", "txt2img or img2img")
-    job = state.jobs.submit(kind, generation_job(state, payload.get("payload") or {}, kind == "img2img"))
+async def submit(body: JobRequest, state: State):
+    kind = body.kind
+    payload = validated(kind, body.payload, prefix=("body", "payload"))
+    job = state.jobs.submit(kind, generation_job(state, payload, kind == "img2img"))
     return {"id": job.id}
 
 

@@ -88,10 +88,21 @@ async def upscalers():
             for n in [*LATENT_UPSCALERS, *PIXEL_UPSCALERS]]
 
 
+def option_defaults() -> dict:
+    """A1111's settings that the option table has (`override_settings.X` rows), at their defaults."""
+    from sd1kit.pipeline.option_surfaces import api_fields
+    from sd1kit.pipeline.options import OPTIONS
+
+    out = {"CLIP_stop_at_last_layers": 1}  # the clip-skip row's default is "the model's", which A1111 shows as 1
+    for option in OPTIONS:
+        if isinstance(option.api, str) and option.api.startswith("override_settings.") and option.default is not None:
+            out.update(api_fields(option, option.default)["override_settings"])
+    return out
+
+
 @router.get("/sdapi/v1/options")
 async def get_options(state: State):
-    return {"sd_model_checkpoint": state.model_title, "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1,
-            "eta_noise_seed_delta": 0, "randn_source": "GPU", **state.options}
+    return {"sd_model_checkpoint": state.model_title, "sd_vae": "Automatic", **option_defaults(), **state.options}
 
 
 def check_option_values(payload: dict, state) -> None:
@@ -107,9 +118,22 @@ def check_option_values(payload: dict, state) -> None:
         raise HTTPException(400, f"over {MAX_OPTION_KEYS} options")
 
 
+def check_generation_options(payload: dict) -> None:
+    """The stored options that generation applies (the option table's `override_settings.X` rows) typed (422)
+    and within bounds (400) before they are kept, so a bad value never fails every later job."""
+    from sd1kit.pipeline.option_surfaces import options_from_api
+    from sd1kit.server.payloads import OverrideSettings, validated_model
+
+    validated_model(OverrideSettings, payload)
+    options_from_api({"override_settings": payload}, "txt2img")
+
+
 @router.post("/sdapi/v1/options")
 async def set_options(payload: dict, state: State):
+    """A1111's settings: kept and returned by GET; those that change pictures apply to every later job (under a
+    payload's own `override_settings`); `sd_model_checkpoint` switches the model now."""
     check_option_values(payload, state)
+    check_generation_options(payload)
     if "sd_model_checkpoint" in payload:
         entry = find_checkpoint(state, str(payload["sd_model_checkpoint"]))
 
