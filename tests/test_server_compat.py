@@ -65,3 +65,108 @@ def test_scheduler_automatic_by_its_id_is_written_as_automatic(client):
     assert r.status_code == 200, r.text
     info = r.json()["info"]
     assert "Schedule type: Uniform" not in info and "Sampler: Euler a" in info, info
+
+
+SMALL = {"prompt": "a cat", "steps": 1, "width": 64, "height": 64}
+
+
+def _dry(client, **extra) -> dict:
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "sd1kit_dry_run": True, **extra})
+    assert r.status_code == 200, r.text
+    return r.json()["plan"]
+
+
+@pytest.fixture
+def clean(client):
+    state = client.app.state.sd1kit
+    title = state.model_title
+    yield client
+    state.options.clear()
+    state.model_title = title
+
+
+def test_stored_options_apply_to_generation_under_the_payload_s_overrides(clean):
+    """A1111's settings that change pictures, POSTed to /options, apply to every later job (they changed nothing
+    before), recorded as coming from the options; a payload's override_settings still win."""
+    client = clean
+    assert _dry(client)["settings"]["clip_skip"]["source"] != "options"
+    r = client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 2, "eta_noise_seed_delta": 31337,
+                                               "randn_source": "CPU", "emphasis": "No norm"})
+    assert r.status_code == 200, r.text
+    settings = _dry(client)["settings"]
+    assert settings["clip_skip"] == {"value": 2, "source": "options"}
+    assert settings["ensd"] == {"value": 31337, "source": "options"}
+    assert settings["rng"]["value"] == "CPU" and settings["emphasis"]["value"] == "no-norm"
+    settings = _dry(client, override_settings={"CLIP_stop_at_last_layers": 3})["settings"]
+    assert settings["clip_skip"] == {"value": 3, "source": "api"} and settings["ensd"]["value"] == 31337
+    assert client.get("/sdapi/v1/options").json()["CLIP_stop_at_last_layers"] == 2
+
+
+@pytest.mark.parametrize("options,status", [({"CLIP_stop_at_last_layers": "two"}, 422),
+                                            ({"CLIP_stop_at_last_layers": 40}, 400), ({"randn_source": "QPU"}, 400),
+                                            ({"eta_noise_seed_delta": -5}, 400)])
+def test_bad_generation_options_are_refused_before_they_are_kept(clean, options, status):
+    client = clean
+    before = client.get("/sdapi/v1/options").json()
+    r = client.post("/sdapi/v1/options", json=options)
+    assert r.status_code == status and next(iter(options)) in r.json()["detail"], r.text
+    assert client.get("/sdapi/v1/options").json() == before
+    assert _dry(client)["settings"]["rng"]["value"] == "GPU"
+
+
+def test_override_settings_restore_afterwards(clean):
+    """By default (A1111's `override_settings_restore_afterwards: true`) a job's model and settings are its own;
+    with false they stay set, the model among them."""
+    client = clean
+    start = client.get("/sdapi/v1/options").json()["sd_model_checkpoint"]
+    other = next(m["title"] for m in client.get("/sdapi/v1/sd-models").json() if m["title"] != start)
+    overrides = {"sd_model_checkpoint": other, "CLIP_stop_at_last_layers": 2}
+    assert _dry(client, override_settings=overrides)["model"]["name"] == other.split(" [")[0]
+    options = client.get("/sdapi/v1/options").json()
+    assert options["sd_model_checkpoint"] == start and options["CLIP_stop_at_last_layers"] == 1
+    assert _dry(client)["model"]["name"] == start.split(" [")[0]
+    _dry(client, override_settings=overrides, override_settings_restore_afterwards=False)
+    options = client.get("/sdapi/v1/options").json()
+    assert options["sd_model_checkpoint"] == other and options["CLIP_stop_at_last_layers"] == 2
+    assert _dry(client)["settings"]["clip_skip"] == {"value": 2, "source": "options"}
+
+
+@pytest.mark.parametrize("field,value", [("tiling", True), ("script_name", "x/y/z plot"),
+                                         ("refiner_checkpoint", "sd_xl_refiner"), ("s_churn", 0.5),
+                                         ("hr_checkpoint_name", "other"), ("disable_extra_networks", True)])
+def test_unsupported_fields_that_change_the_picture_are_refused(client, field, value):
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, field: value})
+    assert r.status_code == 400 and r.json()["detail"].startswith(f"{field}: ") and "not supported" in r.text
+
+
+def test_unsupported_fields_that_keep_the_picture_are_warned(client):
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "restore_faces": True, "tiling": False, "script_name": ""})
+    assert r.status_code == 200, r.text
+    import json
+
+    warnings = json.loads(r.json()["info"])["warnings"]
+    assert any(w.startswith("restore_faces: ") and "not face-restored" in w for w in warnings)
+
+
+def test_styles_apply_as_a1111_applies_them(client):
+    """`{prompt}` in a style is replaced by the prompt, other styles are appended with ", ", in order; the
+    negative prompt gets each style's negative text; an unknown style is refused."""
+    plan = _dry(client, styles=["anime", "plain"], negative_prompt="blurry")
+    assert plan["passes"][0]["prompt_schedule"][0]["text"] == "a cat, anime style, masterpiece"
+    assert "Negative prompt: blurry, lowres\n" in plan["infotext"]
+    plan = _dry(client, styles=["plain", "anime"], prompt="")
+    assert plan["passes"][0]["prompt_schedule"][0]["text"] == "masterpiece, anime style"
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "styles": ["anime", "nope"]})
+    assert r.status_code == 400 and "'nope'" in r.json()["detail"]
+
+
+def test_controlnet_unit_fields_are_typed(client):
+    unit = {"enabled": True, "module": "none", "model": "control_v11p_sd15_canny", "weight": "heavy", "image": "x"}
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "alwayson_scripts": {"ControlNet": {"args": [unit]}}})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["body", "alwayson_scripts", "ControlNet", "args", "0", "weight"]
+
+
+def test_hires_prompt_names_are_checked(client):
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "enable_hr": True, "hr_prompt": "x <lora:../../secret:1>"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("hr_prompt: <lora:...>"), r.text

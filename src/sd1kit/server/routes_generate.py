@@ -56,6 +56,10 @@ def generation_job(state: ServerState, payload, img2img: bool):
     wanted = overrides.get("sd_model_checkpoint")
     wanted = find_checkpoint(state, wanted)["title"] if wanted else None
     keep = payload.get("override_settings_restore_afterwards") is False
+    if keep:  # they will be kept as the stored options are: the same limits
+        from sd1kit.server.routes_models import check_option_values
+
+        check_option_values(overrides, state)
 
     def work(job):
         from sd1kit.pipeline.generate import run
@@ -64,25 +68,27 @@ def generation_job(state: ServerState, payload, img2img: bool):
         previous = state.model_title
         if wanted:
             state.model_title = wanted
+        done = False
         try:
             the_plan = plan(request, state.load(job))
             if payload.get("sd1kit_dry_run"):
-                return {"plan": the_plan.as_json()}
-            job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
+                answer = {"plan": the_plan.as_json()}
+            else:
+                job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
 
-            def progress(i, sigma, latent):
-                job.step += 1
-                job.preview = latent
+                def progress(i, sigma, latent):
+                    job.step += 1
+                    job.preview = latent
 
-            result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
-        except BaseException:
-            state.model_title = previous
-            raise
-        if keep:
-            state.options.update({k: v for k, v in overrides.items() if k != "sd_model_checkpoint"})
-        else:
-            state.model_title = previous
-        return generation_response(payload, result, the_plan.request, warnings)
+                result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
+                answer = generation_response(payload, result, the_plan.request, warnings)
+            done = True
+        finally:
+            if done and keep:
+                state.options.update({k: v for k, v in overrides.items() if k != "sd_model_checkpoint"})
+            else:
+                state.model_title = previous
+        return answer
     return released(work)
 
 
