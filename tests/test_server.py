@@ -194,7 +194,7 @@ def test_lists_and_openapi(server):
         assert {s["name"] for s in c.get("/sdapi/v1/samplers").json()} >= {"Euler a", "DPM++ 2M", "DDIM"}
         assert any(s["label"] == "Karras" for s in c.get("/sdapi/v1/schedulers").json())
         assert [l["name"] for l in c.get("/sdapi/v1/loras").json()] == ["style"]
-        assert any(u["name"] == "Latent" for u in c.get("/sdapi/v1/upscalers").json())
+        assert [u["name"] for u in c.get("/sdapi/v1/upscalers").json()] == ["None", "Lanczos", "Nearest"]
         assert "ram" in c.get("/sdapi/v1/memory").json()
         spec = c.get("/openapi.json").json()
         assert "/sdapi/v1/txt2img" in spec["paths"] and "/sdapi/v1/progress" in spec["paths"]

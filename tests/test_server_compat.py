@@ -170,3 +170,106 @@ def test_controlnet_unit_fields_are_typed(client):
 def test_hires_prompt_names_are_checked(client):
     r = client.post("/sdapi/v1/txt2img", json={**SMALL, "enable_hr": True, "hr_prompt": "x <lora:../../secret:1>"})
     assert r.status_code == 400 and r.json()["detail"].startswith("hr_prompt: <lora:...>"), r.text
+
+
+def _picture(w=64, h=48, text=None) -> str:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8"))
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text("parameters", text)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", pnginfo=info)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _open(b64: str):
+    import base64
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+@pytest.mark.parametrize("fields,size", [
+    ({"upscaling_resize": 2, "upscaler_1": "Lanczos"}, (128, 96)),
+    ({"upscaling_resize": 1.5, "upscaler_1": "Nearest"}, (96, 72)),
+    ({"upscaling_resize": 1.3, "upscaler_1": "Lanczos"}, (80, 56)),  # A1111: rounded down to a multiple of 8
+    ({"resize_mode": 1, "upscaling_resize_w": 100, "upscaling_resize_h": 100, "upscaler_1": "Lanczos"}, (100, 100)),
+    ({"resize_mode": 1, "upscaling_resize_w": 100, "upscaling_resize_h": 100, "upscaling_crop": False,
+      "upscaler_1": "Lanczos"}, (128, 96)),  # by max(100/64, 100/48) = 2.083, rounded down to /8
+    ({"upscaler_1": "None"}, (64, 48)),
+])
+def test_extras_upscale_as_a1111(client, fields, size):
+    r = client.post("/sdapi/v1/extra-single-image", json={"image": _picture(text="a cat\nSteps: 20"), **fields})
+    assert r.status_code == 200, r.text
+    out = _open(r.json()["image"])
+    assert out.size == size and out.info["parameters"] == "a cat\nSteps: 20"  # the picture's recipe is kept
+    if fields["upscaler_1"] != "None":
+        assert out.info["postprocessing"].startswith("Postprocess upscale ") and "<p>" in r.json()["html_info"]
+
+
+def test_extras_lanczos_is_pil_s_and_the_second_upscaler_blends():
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    from sd1kit.pipeline.upscale import Upscale, run_upscale
+
+    image = _open(_picture()).convert("RGB")
+    lanczos = run_upscale(image, Upscale("Lanczos", 2.0))
+    assert np.array_equal(np.asarray(lanczos), np.asarray(image.resize((128, 96), Image.LANCZOS)))
+    blend = run_upscale(image, Upscale("Lanczos", 2.0, second="Nearest", second_visibility=0.5))
+    expected = Image.blend(lanczos, image.resize((128, 96), Image.NEAREST), 0.5)
+    assert np.array_equal(np.asarray(blend), np.asarray(expected)) and base64
+
+
+def test_extras_batch_and_refusals(client):
+    r = client.post("/sdapi/v1/extra-batch-images", json={"imageList": [{"data": _picture(), "name": "a.png"},
+                                                                        {"data": _picture(32, 32), "name": "b.png"}],
+                                                          "upscaling_resize": 2, "upscaler_1": "Lanczos"})
+    assert r.status_code == 200, r.text
+    assert [_open(i).size for i in r.json()["images"]] == [(128, 96), (64, 64)]
+    for fields, status, words in (({"upscaler_1": "ESRGAN_4x"}, 400, "upscaler_1"),
+                                  ({"upscaler_1": "Latent"}, 400, "upscaler_1"),
+                                  ({"gfpgan_visibility": 1}, 400, "face restoration"),
+                                  ({"upscaling_resize": 100}, 422, "upscaling_resize"),
+                                  ({"upscaler_1": "Lanczos", "upscaling_resize": 8}, 400, "MP"),
+                                  ({"image": "not base64!"}, 400, "image")):
+        body = {"image": _picture(1024, 1024) if "MP" == words else _picture(), **fields}
+        r = client.post("/sdapi/v1/extra-single-image", json=body)
+        assert r.status_code == status and words in r.json()["detail"], (fields, r.text)
+
+
+def test_controlnet_detect_runs_the_preprocessors(client):
+    import cv2
+    import numpy as np
+
+    picture = _picture(64, 64)
+    r = client.post("/controlnet/detect", json={"controlnet_module": "canny", "controlnet_input_images": [picture],
+                                                "controlnet_processor_res": 64, "controlnet_threshold_a": 50,
+                                                "controlnet_threshold_b": 120})
+    assert r.status_code == 200 and r.json()["info"] == "Success", r.text
+    edges = np.asarray(_open(r.json()["images"][0]).convert("L"))
+    assert np.array_equal(edges, cv2.Canny(np.asarray(_open(picture).convert("RGB")), 50, 120))
+    r = client.post("/controlnet/detect", json={"controlnet_module": "openpose", "controlnet_input_images": [picture]})
+    assert r.status_code == 400 and "openpose" in r.json()["detail"]
+
+
+def test_internal_progress_knows_a_task_by_its_id(client):
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "force_task_id": "task(abc)"})
+    assert r.status_code == 200
+    done = client.post("/internal/progress", json={"id_task": "task(abc)", "id_live_preview": -1}).json()
+    assert done["completed"] is True and done["active"] is False and done["progress"] == 1.0
+    assert set(done) == {"active", "queued", "completed", "progress", "eta", "live_preview", "id_live_preview",
+                         "textinfo"}
+    unknown = client.post("/internal/progress", json={"id_task": "task(nope)"}).json()
+    assert not unknown["active"] and not unknown["completed"] and not unknown["queued"]

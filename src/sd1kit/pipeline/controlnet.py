@@ -131,12 +131,17 @@ def control_image(unit: ControlUnit, w: int, h: int) -> np.ndarray:
         except (OSError, ValueError, TypeError) as e:
             raise Sd1kitError(unit.image or "control image", f"not a readable image ({e.__class__.__name__})") from None
     img = np.asarray(picture.convert("RGB"))
-    if unit.module != "none":
-        res = preprocessor_resolution(unit, img.shape[1], img.shape[0], w, h)
-        k = res / min(img.shape[:2])
-        img = preprocess(_resize(img, max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))),
-                         unit.module, unit.threshold_a, unit.threshold_b)
-    return fit(img, w, h, unit.resize_mode)
+    res = preprocessor_resolution(unit, img.shape[1], img.shape[0], w, h)
+    return fit(detect_map(img, unit.module, res, unit.threshold_a, unit.threshold_b), w, h, unit.resize_mode)
+
+
+def detect_map(img: np.ndarray, module: str, res: int, a: float | None, b: float | None) -> np.ndarray:
+    """A preprocessor's map of an RGB picture, run with its short side at `res` (the extension's processor
+    resolution); "none" leaves the picture as it is."""
+    if module == "none":
+        return img
+    k = res / min(img.shape[:2])
+    return preprocess(_resize(img, max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))), module, a, b)
 
 
 # --- running units during sampling ---

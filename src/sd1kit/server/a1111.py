@@ -35,10 +35,11 @@ def decode_image(data: str, what: str) -> Image.Image:
     return image
 
 
-def encode_png(image: Image.Image, infotext: str | None = None) -> str:
+def encode_png(image: Image.Image, infotext: str | None = None, texts: dict | None = None) -> str:
+    """A base64 PNG with its infotext as the "parameters" text chunk (and any other `texts`)."""
     info = PngImagePlugin.PngInfo()
-    if infotext:
-        info.add_text("parameters", infotext)
+    for key, value in {**(texts or {}), **({"parameters": infotext} if infotext else {})}.items():
+        info.add_text(key, value)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -120,7 +121,8 @@ def generation_response(payload: dict, result, request: GenerationRequest, warni
         "index_of_first_image": 0, "infotexts": [i.image_infotext if hasattr(i, "image_infotext") else i.infotext
                                                  for i in images],
         "styles": [], "job_timestamp": "", "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False,
-        "version": "sd1kit", "interrupted": any(i.interrupted for i in images), "warnings": [*warnings, *result.warnings],
+        "version": "sd1kit", "interrupted": any(i.interrupted for i in images),
+        "warnings": [*warnings, *result.warnings],
     }
     send = payload.get("send_images", True) is not False
     return {"images": [encode_png(i.image, i.infotext) for i in images] if send else [],

@@ -31,6 +31,8 @@ class Job:
     started: float | None = None
     preview: object = None  # the latest x0-hat latent (for live previews)
     stop: bool = False
+    task: str | None = None  # the client's id for it (A1111's force_task_id), for /internal/progress
+    finished: float | None = None
 
     def as_json(self) -> dict:
         done = self.state in ("done", "failed", "cancelled")
@@ -50,8 +52,8 @@ class JobQueue:
         self._closing = False
         self._thread.start()
 
-    def submit(self, kind: str, work: Callable) -> Job:
-        job = Job(f"job-{next(self._ids)}", kind, work)
+    def submit(self, kind: str, work: Callable, task: str | None = None) -> Job:
+        job = Job(f"job-{next(self._ids)}", kind, work, task=task)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -62,6 +64,11 @@ class JobQueue:
                 for key in [k for k, j in self.jobs.items() if j.future.done()][:200]:
                     del self.jobs[key]
         return job
+
+    def find(self, task: str) -> Job | None:
+        """The latest job with this task id (or job id)."""
+        with self._lock:
+            return next((j for j in reversed(self.jobs.values()) if task in (j.task, j.id)), None)
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -98,7 +105,7 @@ class JobQueue:
                 job.state = "done"
                 job.future.set_result(result)
             finally:
-                self.current = None
+                job.finished, self.current = time.time(), None
 
     def close(self) -> None:
         self._closing = True

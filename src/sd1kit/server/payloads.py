@@ -127,7 +127,9 @@ COMMON = {  # A1111's fields of both payloads that are not option rows
     "refiner_checkpoint": (str | None, None), "refiner_switch_at": (float | None, None),
     "disable_extra_networks": (bool, False), "firstpass_image": (str | None, None),
     "s_churn": (float | None, None), "s_tmax": (float | None, None), "s_tmin": (float | None, None),
-    "infotext": (str | None, None), "force_task_id": (str | None, None), "comments": (dict | None, None),
+    "infotext": (str | None, None),
+    "force_task_id": (str | None, Field(None, max_length=128, description="the id /internal/progress knows it by")),
+    "comments": (dict | None, None),
     "sd1kit_dry_run": (bool, Field(False, description="answer with the generation plan, run nothing")),
 }
 ONLY = {
@@ -217,3 +219,65 @@ def validated(kind: str, payload, prefix: tuple = ("body",)) -> dict:
 
 def control_unit(raw, where: str) -> ControlNetUnit:
     return validated_model(ControlNetUnit, raw, ("body", *where.split(".")))
+
+
+class ExtrasRequest(BaseModel):
+    """A1111's `ExtrasBaseRequest`: the upscale of the Extras tab (face restoration is not available)."""
+
+    model_config = ALLOW
+    resize_mode: Literal[0, 1] = Field(0, description="0: scale by upscaling_resize, 1: to upscaling_resize_w x h")
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(0.0, ge=0.0, le=1.0, description="refused above 0: no face restoration")
+    codeformer_visibility: float = Field(0.0, ge=0.0, le=1.0, description="refused above 0: no face restoration")
+    codeformer_weight: float = Field(0.0, ge=0.0, le=1.0)
+    upscaling_resize: float = Field(2.0, ge=1.0, le=8.0)
+    upscaling_resize_w: int = Field(512, ge=64, le=8192)
+    upscaling_resize_h: int = Field(512, ge=64, le=8192)
+    upscaling_crop: bool = True
+    upscaler_1: str = Field("None", description="a name of /sdapi/v1/upscalers")
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    upscale_first: bool = False
+
+    def upscale(self):
+        from sd1kit.pipeline.upscale import Upscale
+
+        for name in ("gfpgan_visibility", "codeformer_visibility"):
+            if getattr(self, name) > 0:
+                raise Sd1kitError(name, "face restoration is not available in sd1kit")
+        to = (self.upscaling_resize_w, self.upscaling_resize_h) if self.resize_mode == 1 else None
+        return Upscale(self.upscaler_1, self.upscaling_resize, to, self.upscaling_crop, self.upscaler_2,
+                       self.extras_upscaler_2_visibility)
+
+
+class ExtrasSingleImageRequest(ExtrasRequest):
+    image: str = Field("", description="base64 picture (a data URL is accepted)")
+
+
+class FileData(BaseModel):
+    data: str
+    name: str = ""
+
+
+class ExtrasBatchImagesRequest(ExtrasRequest):
+    imageList: list[FileData] = Field(..., max_length=16, description="pictures as {data: base64, name}")
+
+
+class DetectRequest(BaseModel):
+    """The ControlNet extension's `/controlnet/detect`: its preprocessors run on pictures."""
+
+    model_config = ALLOW
+    controlnet_module: str = "none"
+    controlnet_input_images: list[str] = Field(..., max_length=16)
+    controlnet_processor_res: int = Field(512, ge=64, le=2048)
+    controlnet_threshold_a: float = -1
+    controlnet_threshold_b: float = -1
+    low_vram: bool = False
+
+
+class ProgressRequest(BaseModel):
+    """A1111's `/internal/progress` request (`modules/progress.py`)."""
+
+    id_task: str | None = Field(None, max_length=128)
+    id_live_preview: int = -1
+    live_preview: bool = True

@@ -129,19 +129,19 @@ def give_memory_back() -> None:
 
 @router.post("/sdapi/v1/txt2img")
 async def txt2img(payload: Txt2ImgPayload, state: State):
-    return await state.run("txt2img", generation_job(state, payload, img2img=False))
+    return await state.run("txt2img", generation_job(state, payload, img2img=False), payload.force_task_id)
 
 
 @router.post("/sdapi/v1/img2img")
 async def img2img(payload: Img2ImgPayload, state: State):
-    return await state.run("img2img", generation_job(state, payload, img2img=True))
+    return await state.run("img2img", generation_job(state, payload, img2img=True), payload.force_task_id)
 
 
 @jobs_router.post("/sd1kit/v1/jobs")
 async def submit(body: JobRequest, state: State):
     kind = body.kind
     payload = validated(kind, body.payload, prefix=("body", "payload"))
-    job = state.jobs.submit(kind, generation_job(state, payload, kind == "img2img"))
+    job = state.jobs.submit(kind, generation_job(state, payload, kind == "img2img"), payload.get("force_task_id"))
     return {"id": job.id}
 
 

@@ -82,10 +82,10 @@ async def schedulers():
 
 @router.get("/sdapi/v1/upscalers")
 async def upscalers():
-    from sd1kit.pipeline.hires import LATENT_UPSCALERS, PIXEL_UPSCALERS
+    """A1111's picture upscalers (the latent ones are /sdapi/v1/latent-upscale-modes, as in A1111)."""
+    from sd1kit.pipeline.upscale import UPSCALERS
 
-    return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-            for n in [*LATENT_UPSCALERS, *PIXEL_UPSCALERS]]
+    return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for n in UPSCALERS]
 
 
 def option_defaults() -> dict:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from sd1kit.server.a1111 import decode_image, encode_png
+from sd1kit.server.payloads import ProgressRequest
 from sd1kit.server.state import State
 
 router = APIRouter()  # /sdapi/v1/png-info, progress, interrupt, skip
@@ -49,6 +50,32 @@ async def progress(state: State, skip_current_image: bool = False):
             "state": {"skipped": False, "interrupted": job.stop, "job": job.id,
                       "job_count": state.jobs.pending() + 1, "job_timestamp": str(int(job.started or 0)),
                       "job_no": 0, "sampling_step": job.step, "sampling_steps": job.steps}}
+
+
+@router.post("/internal/progress")
+async def internal_progress(body: ProgressRequest, state: State):
+    """A1111's progress of one task (`modules/progress.py`, what its own page polls): the task is a job's
+    `force_task_id` (or its sd1kit job id); the live preview a data URL, sent when it is newer than the client's
+    `id_live_preview` (here: the step it was taken at)."""
+    job = state.jobs.find(body.id_task) if body.id_task else None
+    out = {"active": False, "queued": False, "completed": False, "progress": None, "eta": None,
+           "live_preview": None, "id_live_preview": body.id_live_preview, "textinfo": None}
+    if job is None:
+        return {**out, "textinfo": "Waiting..."}
+    if job.state == "queued":
+        return {**out, "queued": True, "textinfo": "In queue..."}
+    if job.future.done():
+        return {**out, "completed": True, "progress": 1.0, "textinfo": job.state.capitalize()}
+    fraction = job.step / job.steps if job.steps else 0.0
+    elapsed = time.time() - (job.started or time.time())
+    out.update(active=True, progress=fraction, eta=elapsed / fraction - elapsed if fraction > 0 else None,
+               textinfo=f"Step {job.step}/{job.steps}" if job.steps else "Starting...")
+    if body.live_preview and job.preview is not None and job.step > body.id_live_preview:
+        from sd1kit.pipeline.images import preview
+
+        out["live_preview"] = "data:image/png;base64," + encode_png(preview(job.preview[:1]))
+        out["id_live_preview"] = job.step
+    return out
 
 
 @router.post("/sdapi/v1/interrupt")

@@ -85,9 +85,9 @@ class ServerState:
             self.loaded_title = self.model_title
         return self.loaded
 
-    async def run(self, kind: str, work):
-        """Enqueue `work` and await its result."""
-        job = self.jobs.submit(kind, work)
+    async def run(self, kind: str, work, task: str | None = None):
+        """Enqueue `work` (known to /internal/progress as `task`, where given) and await its result."""
+        job = self.jobs.submit(kind, work, task)
         return await asyncio.wrap_future(job.future)
 
 

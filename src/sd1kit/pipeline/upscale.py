@@ -1,0 +1,98 @@
+"""A1111's "Extras" upscale (`scripts/postprocessing_upscale.py`, `modules/upscaler.py`): a picture upscaled by
+a factor or to a size (then centre-cropped to it, or not), by one upscaler, optionally blended with a second.
+
+As A1111's `Upscaler.upscale` does: the target is the scaled size rounded down to a multiple of 8, the upscaler
+is run until the picture reaches it (once for the resampling upscalers), and a last Lanczos resize lands it
+exactly; "None" leaves the picture as it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from sd1kit.errors import Sd1kitError
+from sd1kit.pipeline.hires import PIXEL_UPSCALERS
+
+UPSCALERS = ("None", *PIXEL_UPSCALERS)  # A1111's /sdapi/v1/upscalers names that sd1kit has
+MAX_OUTPUT_PIXELS = 16 << 20
+MAX_OUTPUT_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """One extras upscale, as A1111's payload asks it."""
+
+    upscaler: str = "None"
+    by: float = 2.0  # resize_mode 0
+    to: tuple[int, int] | None = None  # resize_mode 1: (width, height)
+    crop: bool = True  # with `to`: centre-crop to it
+    second: str = "None"
+    second_visibility: float = 0.0
+
+    def check(self, image: Image.Image | None = None) -> None:
+        """Names and bounds; with `image`, its output size too (before any work)."""
+        for what, name in (("upscaler_1", self.upscaler), ("upscaler_2", self.second)):
+            if name not in UPSCALERS:
+                raise Sd1kitError(what, f"{name!r} is not one of {', '.join(UPSCALERS)} (latent upscalers are for "
+                                        "the hires pass)")
+        if self.to is None and not 1.0 <= self.by <= 8.0:
+            raise Sd1kitError("upscaling_resize", f"must be between 1 and 8, not {self.by:g}")
+        if self.to is not None and not all(64 <= side <= MAX_OUTPUT_SIDE for side in self.to):
+            raise Sd1kitError("upscaling_resize_w/h", f"{self.to[0]}x{self.to[1]} is outside 64..{MAX_OUTPUT_SIDE}")
+        if not 0.0 <= self.second_visibility <= 1.0:
+            raise Sd1kitError("extras_upscaler_2_visibility",
+                              f"must be between 0 and 1, not {self.second_visibility:g}")
+        w, h = self.output_size(image) if image is not None else (0, 0)
+        if w * h > MAX_OUTPUT_PIXELS or max(w, h) > MAX_OUTPUT_SIDE:
+            raise Sd1kitError("upscale", f"{w}x{h} is over {MAX_OUTPUT_PIXELS >> 20} MP or {MAX_OUTPUT_SIDE} a side")
+
+    def scale(self, image: Image.Image) -> float:
+        if self.to is None:
+            return self.by
+        return max(self.to[0] / image.width, self.to[1] / image.height)
+
+    def output_size(self, image: Image.Image) -> tuple[int, int]:
+        if self.upscaler == "None":
+            return image.size
+        if self.to is not None and self.crop:
+            return self.to
+        k = self.scale(image)
+        return int(image.width * k // 8 * 8), int(image.height * k // 8 * 8)
+
+    def info(self) -> dict:
+        if self.upscaler == "None":
+            return {}
+        out = ({"Postprocess upscale to": "{}x{}".format(*self.to)} if self.to is not None
+               else {"Postprocess upscale by": f"{self.by:g}"})
+        out["Postprocess upscaler"] = self.upscaler
+        if self.second != "None" and self.second_visibility > 0:
+            out["Postprocess upscaler 2"] = self.second
+        return out
+
+
+def upscale_by(image: Image.Image, name: str, scale: float) -> Image.Image:
+    """A1111's `Upscaler.upscale` for a resampling upscaler."""
+    dest = int(image.width * scale // 8 * 8), int(image.height * scale // 8 * 8)
+    if image.width < dest[0] or image.height < dest[1]:
+        image = image.resize((int(image.width * scale), int(image.height * scale)), PIXEL_UPSCALERS[name])
+    if image.size != dest:
+        image = image.resize(dest, Image.LANCZOS)
+    return image
+
+
+def run_upscale(image: Image.Image, spec: Upscale) -> Image.Image:
+    """`image` upscaled as `spec` asks (checked first, output bounded before any work)."""
+    spec.check(image)
+    if spec.upscaler == "None":
+        return image
+    image = image.convert("RGB")
+    scale = spec.scale(image)
+    out = upscale_by(image, spec.upscaler, scale)
+    if spec.second != "None" and spec.second_visibility > 0:
+        out = Image.blend(out, upscale_by(image, spec.second, scale), spec.second_visibility)
+    if spec.to is not None and spec.crop:
+        cropped = Image.new("RGB", spec.to)
+        cropped.paste(out, box=(spec.to[0] // 2 - out.width // 2, spec.to[1] // 2 - out.height // 2))
+        out = cropped
+    return out
