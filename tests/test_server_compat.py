@@ -273,3 +273,17 @@ def test_internal_progress_knows_a_task_by_its_id(client):
                          "textinfo"}
     unknown = client.post("/internal/progress", json={"id_task": "task(nope)"}).json()
     assert not unknown["active"] and not unknown["completed"] and not unknown["queued"]
+
+
+def test_docs_work_offline(client):
+    """/docs and /redoc load their scripts from the server itself (an offline machine showed a blank page)."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for url in urls:
+            if url.endswith(".js"):
+                assert client.get(url).status_code == 200 and len(client.get(url).content) > 100_000, url

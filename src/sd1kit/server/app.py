@@ -21,6 +21,7 @@ import traceback
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from sd1kit import __version__
@@ -37,8 +38,8 @@ RETRY_AFTER_S = 5  # the 429's Retry-After (seconds): about one small job on a C
 
 
 def create_app(config: ServerConfig) -> FastAPI:
-    app = FastAPI(title="sd1kit", version=__version__,
-                  description="An A1111-compatible API for SD1-family models (sd1kit)")
+    app = FastAPIOffline(title="sd1kit", version=__version__,  # /docs and /redoc work offline
+                         description="An A1111-compatible API for SD1-family models (sd1kit)")
     state = ServerState(config, JobQueue(config.queue_size))
     app.state.sd1kit = state
     app.middleware("http")(guard)
