@@ -18,6 +18,17 @@ def adapter_folders(root: str | os.PathLike | None = None) -> list[Path]:
     return [base / f for f in FOLDERS if (base / f).is_dir()]
 
 
+def request_folders(lora_dir: str | None) -> list[Path]:
+    """A request's LoRA folders: `lora_dir` (several joined by os.pathsep), else $SD1KIT_HOME's."""
+    return [Path(d) for d in str(lora_dir).split(os.pathsep) if d] if lora_dir else adapter_folders()
+
+
+def models_lora_dir(models: Path | None) -> str | None:
+    """The `lora_dir` of an A1111 models folder: its Lora/ and LyCORIS/ (those that exist)."""
+    folders = adapter_folders(models) if models else []
+    return os.pathsep.join(map(str, folders)) or None
+
+
 def _files(folders: list[Path]) -> list[Path]:
     return sorted(p for folder in folders for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
 

@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+from sd1kit.adapters.library import models_lora_dir
 from sd1kit.pipeline.option_surfaces import add_cli_flags
 from sd1kit.errors import Sd1kitError
 
@@ -70,8 +71,8 @@ def _resources(args, fields: dict | None, model_path) -> dict:
         out["taesd"] = args.taesd
     if args.lora_dir:
         out["lora_dir"] = args.lora_dir
-    elif root and (root / "Lora").is_dir():
-        out["lora_dir"] = str(root / "Lora")
+    elif root and models_lora_dir(root):
+        out["lora_dir"] = models_lora_dir(root)
     return out
 
 

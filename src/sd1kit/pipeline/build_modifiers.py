@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sd1kit.pipeline.modifiers import (
     ControlNetModifier, DeepCacheModifier, LoraModifier, TaesdModifier, TokenMergingModifier,
 )
@@ -52,13 +50,13 @@ def _same(a, b) -> bool:
 def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:
     """The prompt's `<lora:...>` / `<lyco:...>` files found and stacked, with the infotext's `Lora hashes`."""
     from sd1kit.adapters.file import open_adapter
-    from sd1kit.adapters.library import adapter_folders, find_adapter, short_hash
+    from sd1kit.adapters.library import find_adapter, request_folders, short_hash
     from sd1kit.adapters.live import live_shapes
     from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
     from sd1kit.merge.blocks import parse_lbw
 
     adapters, hashes, names = [], [], []
-    folders = [Path(request.lora_dir)] if request.lora_dir else adapter_folders()
+    folders = request_folders(request.lora_dir)
     for net in networks:
         warnings += [f"{net.tag}: {p}" for p in net.problems]
         if net.kind not in ("lora", "lyco"):

@@ -13,7 +13,7 @@ class GenerationRequest:
     model: str | None = None  # path; None = the built-in demo model (sd1kit.demo)
     vae: str | None = None  # an external VAE file; None = the checkpoint's own
     embeddings_dir: str | None = None  # textual inversions; None = $SD1KIT_HOME/embeddings when it exists
-    lora_dir: str | None = None  # LoRA/LyCORIS files; None = $SD1KIT_HOME/models/{Lora,LyCORIS}
+    lora_dir: str | None = None  # LoRA/LyCORIS folders (os.pathsep between); None = $SD1KIT_HOME/models/{Lora,LyCORIS}
     lora_hashes: dict = field(default_factory=dict)  # name -> short hash (from a picture's "Lora hashes")
     sampler: str = "Euler a"
     schedule: str = "Automatic"

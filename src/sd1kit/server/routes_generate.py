@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import control_units, encode_png, generation_request, generation_response
+from sd1kit.adapters.library import models_lora_dir
 from sd1kit.server.payloads import Img2ImgPayload, JobRequest, Txt2ImgPayload, validated
 from sd1kit.server.state import ServerState, State, find_checkpoint, safe_name
 
@@ -20,14 +21,24 @@ router = APIRouter()  # /sdapi/v1/txt2img, /sdapi/v1/img2img
 jobs_router = APIRouter()  # /sd1kit/v1/jobs
 
 
-def _check_prompt_names(request) -> None:
-    """Every extra-network name in every prompt field (the hires ones too) a plain name inside the folders."""
+def _check_prompt_names(state: ServerState, request) -> None:
+    """Every extra-network name in every prompt field (the hires ones too) a plain name of a file inside the
+    folders (LoRA / LyCORIS in Lora/ and LyCORIS/, hypernetworks in hypernetworks/), before a job exists."""
+    from sd1kit.adapters.library import find_adapter, request_folders
     from sd1kit.prompts.extra_networks import parse_extra_networks
 
     fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
     for field, text in ((f, getattr(request, f)) for f in fields):
         for net in parse_extra_networks(text or "")[1]:
-            safe_name(net.name, f"{field}: <{net.kind}:...>")
+            what = f"{field}: <{net.kind}:...>"
+            name = safe_name(net.name, what)
+            try:
+                if net.kind in ("lora", "lyco"):
+                    find_adapter(name, request_folders(request.lora_dir), request.lora_hashes.get(name))
+                elif net.kind == "hypernet":
+                    state.find("hypernetworks", name, what)
+            except Sd1kitError as e:
+                raise Sd1kitError(what, e.message) from None
 
 
 def generation_job(state: ServerState, payload, img2img: bool):
@@ -35,7 +46,6 @@ def generation_job(state: ServerState, payload, img2img: bool):
     The server's stored options apply under the payload's `override_settings`; with
     `override_settings_restore_afterwards` false, the overrides stay set afterwards (the model among them), as in
     A1111, else the model switched to for this job is switched back."""
-    from sd1kit.server.payloads import validated
     from sd1kit.server.styles import apply_styles, read_styles
 
     payload = validated("img2img" if img2img else "txt2img", payload)
@@ -44,15 +54,15 @@ def generation_job(state: ServerState, payload, img2img: bool):
         fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
         styled = apply_styles({f: getattr(request, f) for f in fields}, payload["styles"], read_styles(state))
         request = request.given("api", **styled)
-    _check_prompt_names(request)
     units = control_units(payload, state.find_controlnet)
     overrides = payload.get("override_settings") or {}
     vae = overrides.get("sd_vae") or state.options.get("sd_vae")
     request = request.with_(vae=state.find_vae(vae))
     folder = state.embeddings_folder()
     request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
-                            lora_dir=str(state.folder("Lora")) if state.folder("Lora") else None,
+                            lora_dir=models_lora_dir(state.config.models_dir),
                             embeddings_dir=str(folder) if folder else None)
+    _check_prompt_names(state, request)
     wanted = overrides.get("sd_model_checkpoint")
     wanted = find_checkpoint(state, wanted)["title"] if wanted else None
     keep = payload.get("override_settings_restore_afterwards") is False

@@ -24,8 +24,11 @@ async def sd_models(state: State):
 
 
 @router.post("/sdapi/v1/refresh-checkpoints")
-async def refresh_checkpoints():
-    return {}
+async def refresh_checkpoints(state: State):
+    """The folder is read on every listing; a refresh hashes new or changed files now (A1111 answers null), so
+    the next /sd-models is quick."""
+    await asyncio.to_thread(list_checkpoints, state)
+    return None
 
 
 @router.get("/sdapi/v1/sd-vae")
@@ -44,7 +47,8 @@ async def loras(state: State):
 
 @router.post("/sdapi/v1/refresh-loras")
 async def refresh_loras():
-    return {}
+    """Lora/ and LyCORIS/ are read on every listing and every prompt: nothing to refresh (A1111 answers null)."""
+    return None
 
 
 @router.get("/sdapi/v1/embeddings")

@@ -129,9 +129,14 @@ def list_checkpoints(state: ServerState) -> list[dict]:
 
 
 def find_checkpoint(state: ServerState, wanted: str) -> dict:
-    wanted = (wanted if wanted.endswith(" [built-in]") else
-              safe_name(wanted.split(" [")[0] if " [" in wanted else wanted, "sd_model_checkpoint"))
+    """A listed checkpoint by its title (a subfolder's `sub/x.safetensors [hash]` included, as clients send back
+    what /sd-models lists), name, hash or title without the hash; only listed files match, so no name is a path."""
+    if not isinstance(wanted, str) or not wanted.strip():
+        raise Sd1kitError("sd_model_checkpoint", f"{wanted!r} is not a checkpoint name")
+    wanted = wanted.strip()
+    bare = wanted.split(" [")[0] if " [" in wanted else wanted
     for entry in list_checkpoints(state):
-        if wanted in (entry["title"], entry["model_name"], entry["hash"], entry["title"].split(" [")[0]):
+        if wanted in (entry["title"], entry["model_name"], entry["hash"]) or bare == entry["title"].split(" [")[0]:
             return entry
+    safe_name(bare, "sd_model_checkpoint")  # a path is said to be one
     raise Sd1kitError("sd_model_checkpoint", f"{wanted!r} is not in the models folder")
