@@ -96,37 +96,40 @@ def _candidates(folder: Path):
 
 
 def scan(folder: str | os.PathLike, write_yaml: bool = False) -> list[ScanEntry]:
+    """Every model file or diffusers folder under `folder`, as `scan_one` sees it."""
+    return [scan_one(path, write_yaml) for path in _candidates(Path(folder))]
+
+
+def scan_one(path: Path, write_yaml: bool = False) -> ScanEntry:
+    """What a file is (kind, family, prediction and its source, catalog match, hash) and whether a v-prediction
+    checkpoint has the yaml A1111 needs beside it (written with `write_yaml`)."""
     from sd1kit.errors import Sd1kitError
     from sd1kit.formats.atomic import write_bytes_atomic
     from sd1kit.formats.yaml_config import sd1_yaml
     from sd1kit.models.families import VARIANTS
     from sd1kit.report import inspect_path
 
-    entries = []
-    for path in _candidates(Path(folder)):
-        try:
-            ins = inspect_path(path)
-        except Sd1kitError as e:
-            entries.append(ScanEntry(str(path), "unreadable", "-", None, None, None, None, None, e.message))
-            continue
-        j = ins.as_json()
-        cat = j.get("catalog")
-        prediction, source = j["prediction"], j["prediction_source"]
-        if cat and cat.get("prediction") == "v" and source == "default":
-            prediction, source = "v", "catalog"
-        yaml = None
-        if j["kind"] == "checkpoint" and prediction == "v":
-            beside = path.with_suffix(".yaml") if path.is_file() else None
-            if beside is not None and beside.exists():
-                yaml = "present"
-            elif beside is not None and write_yaml:
-                channels = next((v.unet_in_channels for v in VARIANTS if v.name == j["variant"]), 4)
-                write_bytes_atomic(beside, sd1_yaml("v", channels).encode())
-                yaml = "written"
-            elif beside is not None:
-                yaml = "needed"
-        short = (j["hashes"] or {}).get("a1111_short") if isinstance(j["hashes"], dict) else None
-        entries.append(ScanEntry(str(path), j["kind"], j["family"], prediction if j["kind"] in ("checkpoint", "unet")
-                                 else None, source if j["kind"] in ("checkpoint", "unet") else None,
-                                 cat["id"] if cat else None, short, yaml, ins.refusal))
-    return entries
+    try:
+        ins = inspect_path(path)
+    except Sd1kitError as e:
+        return ScanEntry(str(path), "unreadable", "-", None, None, None, None, None, e.message)
+    j = ins.as_json()
+    cat = j.get("catalog")
+    prediction, source = j["prediction"], j["prediction_source"]
+    if cat and cat.get("prediction") == "v" and source == "default":
+        prediction, source = "v", "catalog"
+    yaml = None
+    if j["kind"] == "checkpoint" and prediction == "v":
+        beside = path.with_suffix(".yaml") if path.is_file() else None
+        if beside is not None and beside.exists():
+            yaml = "present"
+        elif beside is not None and write_yaml:
+            channels = next((v.unet_in_channels for v in VARIANTS if v.name == j["variant"]), 4)
+            write_bytes_atomic(beside, sd1_yaml("v", channels).encode())
+            yaml = "written"
+        elif beside is not None:
+            yaml = "needed"
+    short = (j["hashes"] or {}).get("a1111_short") if isinstance(j["hashes"], dict) else None
+    model = j["kind"] in ("checkpoint", "unet")
+    return ScanEntry(str(path), j["kind"], j["family"], prediction if model else None, source if model else None,
+                     cat["id"] if cat else None, short, yaml, ins.refusal)

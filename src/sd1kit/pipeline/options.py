@@ -386,6 +386,23 @@ OPTIONS: tuple[Option, ...] = (
 
 BY_ATTR = {o.attr: o for o in OPTIONS}
 
+# The rows grouped as A1111's UI groups them (the web page builds its controls from this; a test checks that every
+# row is in exactly one group)
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Generation", ("sampler", "schedule", "steps", "size", "batch_count", "batch_size", "cfg_scale", "seed")),
+    ("Variation seed", ("subseed", "subseed_strength", "seed_resize_from")),
+    ("img2img", ("denoising_strength",)),
+    ("Inpaint", ("mask_blur", "invert_mask", "masked_content", "inpaint_full_res", "inpaint_padding",
+                 "mask_weight")),
+    ("Hires. fix", ("enable_hr", "hr_upscaler", "hr_scale", "hr_resize", "hr_steps", "hr_denoising_strength",
+                    "hr_sampler", "hr_schedule", "hr_prompt", "hr_negative_prompt")),
+    ("Model", ("clip_skip", "prediction", "zero_terminal_snr", "cfg_rescale", "ensd", "rng", "emphasis")),
+    ("Sampler parameters", ("eta", "s_noise", "s_min_uncond")),
+    ("Speed", ("token_merging", "deepcache", "vae_decoder", "tiled_vae", "per_image")),
+    ("Compatibility", ("old_prompt_editing", "pad_conds", "pad_conds_v0", "downcast_alphas_cumprod")),
+)
+GROUP_OF = {attr: group for group, attrs in GROUPS for attr in attrs}
+
 
 def infotext_params(request, ctx: WriteContext, late: bool | None = None) -> dict:
     """The options' infotext parameters for one picture, in table order (None: left out); `late`: only the rows

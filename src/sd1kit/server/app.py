@@ -3,8 +3,9 @@ Handlers never run generation: they enqueue a job and await its future.
 
 The routes live in `routes_generate` (txt2img / img2img, the job API), `routes_status` (png-info, progress,
 interrupt, skip, the page), `routes_models` (listings, options, memory), `routes_compat` (A1111's other lists
-and the ControlNet extension's) and `routes_extras` (the Extras upscale, ControlNet's detect); their payloads'
-models in `payloads`, the state they share in `state`.
+and the ControlNet extension's), `routes_extras` (the Extras upscale, ControlNet's detect) and `routes_ui` (the
+page's own: option table, networks with previews, models view); their payloads' models in `payloads`, the state
+they share in `state`.
 
 Every error is one JSON shape, `{"error": kind, "detail": one line, "errors": list | null}`: A1111's
 `modules/api/api.py` (`api_error` / `handle_exceptions`) answers exceptions as `{"error": type(e).__name__,
@@ -21,12 +22,13 @@ import traceback
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
-from sd1kit.server import routes_compat, routes_extras, routes_generate, routes_models, routes_status
+from sd1kit.server import routes_compat, routes_extras, routes_generate, routes_models, routes_status, routes_ui
 from sd1kit.server.a1111 import PayloadInvalid
 from sd1kit.server.jobs import JobQueue, QueueFull
 from sd1kit.server.routes_generate import generation_job  # noqa: F401  (re-exported)
@@ -51,10 +53,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     if config.model:
         state.model_title = find_checkpoint(state, config.model)["title"]
     for router in (routes_generate.router, routes_status.router, routes_models.router, routes_compat.router,
-                   routes_extras.router,
+                   routes_extras.router, routes_ui.router,
                    routes_generate.jobs_router, routes_status.page_router):
         app.include_router(router)
     app.add_api_route("/internal/ping", ping, methods=["GET"])
+    app.mount("/sd1kit-static", StaticFiles(packages=[("sd1kit.server", "static")]), name="sd1kit-static")  # the page
     return app
 
 
