@@ -243,3 +243,73 @@ def test_failed_jobs_answer_in_the_shape_and_give_memory_back(client, server, mo
     gc.collect()
     after = _rss()
     assert after < before * 1.10, (before, after)
+
+
+# --- found by reading the server as an attacker (each was unbounded work, a 500 or state left wrong) ---
+
+def _thin_png(w: int, h: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (w, h)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_styles_cannot_blow_a_prompt_up():
+    from sd1kit.errors import Sd1kitError
+    from sd1kit.server.styles import apply_styles
+
+    start = time.monotonic()
+    with pytest.raises(Sd1kitError, match="styles: the styled prompt is over"):
+        apply_styles({"prompt": "cat"}, ["dbl"] * 30, [{"name": "dbl", "prompt": "{prompt}, {prompt}",
+                                                         "negative_prompt": ""}])
+    assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("path,body,words", [
+    ("/sdapi/v1/txt2img", {**SMALL, "styles": ["a"] * 33}, "styles"),
+    ("/sdapi/v1/txt2img", {**SMALL, "prompt": "x" * (65 << 10)}, "prompt"),
+    ("/sdapi/v1/extra-single-image", {"image": "THIN", "resize_mode": 1, "upscaling_resize_w": 2048,
+                                      "upscaling_resize_h": 2048, "upscaler_1": "Lanczos"}, "upscale"),
+    ("/sdapi/v1/extra-single-image", {"image": "WIDE", "upscaling_resize": 2, "upscaler_1": "Lanczos"}, "upscale"),
+    ("/controlnet/detect", {"controlnet_module": "canny", "controlnet_input_images": ["THIN"],
+                            "controlnet_processor_res": 2048}, "processor resolution"),
+])
+def test_bounded_before_work(client, path, body, words):
+    pictures = {"THIN": _thin_png(8, 2048), "WIDE": _thin_png(1000, 1)}
+    body = {k: pictures.get(v, v) if isinstance(v, str) else [pictures.get(x, x) for x in v] if
+            isinstance(v, list) and k != "styles" else v for k, v in body.items()}
+    start = time.monotonic()
+    r = client.post(path, json=body)
+    assert r.status_code in (400, 422) and words in r.json()["detail"], r.text[:300]
+    assert time.monotonic() - start < 2.0
+
+
+def test_controlnet_units_are_bounded(client):
+    unit = {"enabled": True, "module": "canny", "model": "x", "image": _thin_png(8, 2048), "processor_res": 2048}
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "alwayson_scripts": {"ControlNet": {"args": [unit] * 5}}})
+    assert r.status_code == 400 and "over 4" in r.json()["detail"]
+
+
+def test_other_alwayson_scripts_are_named_in_the_warnings(client):
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "alwayson_scripts": {"ADetailer": {"args": [True, {}]}}})
+    assert r.status_code == 200 and "ADetailer" in json.loads(r.json()["info"])["warnings"][0]
+
+
+def test_unknown_options_are_capped_and_known_ones_always_kept(client, server):
+    state = server.app.state.sd1kit
+    state.options.clear()
+    try:
+        r = client.post("/sdapi/v1/options", json={f"junk_{i}": i for i in range(1025)})
+        assert r.status_code == 400 and "over 1024" in r.json()["detail"]
+        assert client.post("/sdapi/v1/options", json={f"junk_{i}": i for i in range(1024)}).status_code == 200
+        assert client.post("/sdapi/v1/options", json={"junk_more": 1}).status_code == 400
+        r = client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 2, "junk_3": 4})  # known / kept
+        assert r.status_code == 200 and state.options["CLIP_stop_at_last_layers"] == 2
+    finally:
+        state.options.clear()
+
+
+def test_a_refused_options_post_changes_nothing(client, server):
+    state = server.app.state.sd1kit
+    before = state.model_title
+    r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "sd1kit-demo-v [built-in]", "sd_vae": "nope"})
+    assert r.status_code == 400 and state.model_title == before and "sd_vae" not in state.options

@@ -125,7 +125,11 @@ def test_override_settings_restore_afterwards(clean):
     options = client.get("/sdapi/v1/options").json()
     assert options["sd_model_checkpoint"] == start and options["CLIP_stop_at_last_layers"] == 1
     assert _dry(client)["model"]["name"] == start.split(" [")[0]
-    _dry(client, override_settings=overrides, override_settings_restore_afterwards=False)
+    _dry(client, override_settings=overrides, override_settings_restore_afterwards=False)  # a dry run keeps nothing
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == start
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "override_settings": overrides,
+                                               "override_settings_restore_afterwards": False})
+    assert r.status_code == 200, r.text
     options = client.get("/sdapi/v1/options").json()
     assert options["sd_model_checkpoint"] == other and options["CLIP_stop_at_last_layers"] == 2
     assert _dry(client)["settings"]["clip_skip"] == {"value": 2, "source": "options"}
@@ -268,7 +272,7 @@ def test_internal_progress_knows_a_task_by_its_id(client):
     r = client.post("/sdapi/v1/txt2img", json={**SMALL, "force_task_id": "task(abc)"})
     assert r.status_code == 200
     done = client.post("/internal/progress", json={"id_task": "task(abc)", "id_live_preview": -1}).json()
-    assert done["completed"] is True and done["active"] is False and done["progress"] == 1.0
+    assert done["completed"] is True and done["active"] is False and done["textinfo"] == "Waiting..."
     assert set(done) == {"active", "queued", "completed", "progress", "eta", "live_preview", "id_live_preview",
                          "textinfo"}
     unknown = client.post("/internal/progress", json={"id_task": "task(nope)"}).json()

@@ -28,6 +28,8 @@ def setup(tmp_path_factory, tiny_models):
     models = root / "models"
     for kind in ("Stable-diffusion", "Lora", "VAE", "ControlNet"):
         (models / kind).mkdir(parents=True)
+    (models / "VAE" / "adir").mkdir()  # a folder (or a file of another kind) is not a VAE a name can mean
+    (models / "VAE" / "notes.txt").write_text("not a VAE")
     cwd = root / "cwd"  # the server's working directory: real, loadable files a name must not reach
     cwd.mkdir()
     write_synthetic_adapter(cwd / "outside.safetensors", live_shapes(load_model().modules))
@@ -85,3 +87,9 @@ def test_no_name_reaches_outside_the_folders(client, form, field):
     assert any(words in body["detail"] for words in ("not a plain name", "not in the models folder", "not in",
                                                      "not supported")), body["detail"]
     assert client.get("/internal/ping").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["adir", "notes", "notes.txt"])
+def test_a_name_means_only_a_file_of_its_kind(client, name):
+    r = client.post("/sdapi/v1/options", json={"sd_vae": name})
+    assert r.status_code == 400 and "not in the models folder's VAE/" in r.json()["detail"], r.text

@@ -140,8 +140,22 @@ def detect_map(img: np.ndarray, module: str, res: int, a: float | None, b: float
     resolution); "none" leaves the picture as it is."""
     if module == "none":
         return img
-    k = res / min(img.shape[:2])
-    return preprocess(_resize(img, max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k))), module, a, b)
+    w, h = detect_size(img.shape[1], img.shape[0], res)
+    return preprocess(_resize(img, w, h), module, a, b)
+
+
+MAX_DETECT_PIXELS = 16 << 20
+
+
+def detect_size(width: int, height: int, res: int) -> tuple[int, int]:
+    """The size a detector runs at (short side `res`), refused past MAX_DETECT_PIXELS (a thin picture at a high
+    processor resolution would be gigapixels)."""
+    k = res / min(width, height)
+    w, h = max(1, round(width * k)), max(1, round(height * k))
+    if w * h > MAX_DETECT_PIXELS:
+        raise Sd1kitError("processor resolution", f"a {width}x{height} picture at {res} would be {w}x{h}, over "
+                                                  f"{MAX_DETECT_PIXELS >> 20} MP")
+    return w, h
 
 
 # --- running units during sampling ---

@@ -43,9 +43,15 @@ class Upscale:
         if not 0.0 <= self.second_visibility <= 1.0:
             raise Sd1kitError("extras_upscaler_2_visibility",
                               f"must be between 0 and 1, not {self.second_visibility:g}")
-        w, h = self.output_size(image) if image is not None else (0, 0)
-        if w * h > MAX_OUTPUT_PIXELS or max(w, h) > MAX_OUTPUT_SIDE:
-            raise Sd1kitError("upscale", f"{w}x{h} is over {MAX_OUTPUT_PIXELS >> 20} MP or {MAX_OUTPUT_SIDE} a side")
+        if image is None or self.upscaler == "None":
+            return
+        k = self.scale(image)  # the upscaler's own output (before a crop) and the landed size, both bounded
+        for w, h in ((int(image.width * k), int(image.height * k)), self.output_size(image)):
+            if w * h > MAX_OUTPUT_PIXELS or max(w, h) > MAX_OUTPUT_SIDE:
+                raise Sd1kitError("upscale", f"{w}x{h} is over {MAX_OUTPUT_PIXELS >> 20} MP or {MAX_OUTPUT_SIDE} "
+                                             "a side")
+            if min(w, h) < 8:
+                raise Sd1kitError("upscale", f"{w}x{h}: a side under 8 pixels")
 
     def scale(self, image: Image.Image) -> float:
         if self.to is None:

@@ -17,6 +17,9 @@ MAX_SIDE = 2048
 MAX_PIXELS = 16 << 20  # a decoded input image
 MAX_BATCH_PIXELS = 8 << 20  # output pixels of one pass's batch (8 at 1024x1024, 2 at 2048x2048)
 MAX_BATCH, MAX_COUNT = 8, 16  # batch_size, n_iter
+MAX_PROMPT = 64 << 10  # characters of one prompt field, styles applied
+MAX_UNITS = 4  # ControlNet units of one job (A1111's "Multi-ControlNet: max models" is 3 by default)
+PROMPTS = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
 
 
 def decode_image(data: str, what: str) -> Image.Image:
@@ -74,12 +77,12 @@ def check_sizes(values: dict) -> None:
             raise Sd1kitError(what, f"{batch} pictures of {pw}x{ph} are over {MAX_BATCH_PIXELS >> 20} MP a batch")
 
 
-def generation_request(payload, img2img: bool, settings: dict | None = None) -> tuple[GenerationRequest, dict, list]:
-    """The request a txt2img / img2img payload asks for, the images it carries (PIL) and the warnings its
-    unsupported fields get. Types are checked by the payload's model (`payloads`), then values by the option
-    table (bounds: a 400 naming the field) and the output sizes (`check_sizes`), so a bad payload is refused
-    before a job exists. `settings`: the server's stored A1111 options (`/sdapi/v1/options`), applied under the
-    payload's own `override_settings` and recorded as coming from "options"."""
+def generation_request(payload, img2img: bool, settings: dict | None = None) -> tuple[GenerationRequest, list]:
+    """The request a txt2img / img2img payload asks for and the warnings its unsupported fields get. Types are
+    checked by the payload's model (`payloads`), then values by the option table (bounds: a 400 naming the
+    field), prompt lengths and the output sizes (`check_sizes`), so a bad payload is refused before a job
+    exists. `settings`: the server's stored A1111 options (`/sdapi/v1/options`), applied under the payload's own
+    `override_settings` and recorded as coming from "options". The images: `payload_images`."""
     from sd1kit.pipeline.option_surfaces import options_from_api
     from sd1kit.server.payloads import unsupported, validated
 
@@ -91,17 +94,36 @@ def generation_request(payload, img2img: bool, settings: dict | None = None) -> 
     for key in ("prompt", "negative_prompt"):
         if payload.get(key) is not None:
             values[key] = payload[key]
+    check_prompts(values)
     check_sizes({**stored, **values})
-    images = {}
-    if img2img:
-        inits = payload.get("init_images") or []
-        if not inits:
-            raise Sd1kitError("init_images", "img2img needs an init image")
-        images["init"] = decode_image(inits[0], "init_images[0]")
-        if payload.get("mask"):
-            images["mask"] = decode_image(payload["mask"], "mask")
     sources = {**{k: "options" for k in stored}, **{k: "api" for k in values}}
-    return GenerationRequest(**{**stored, **values}, sources=sources), images, warnings
+    return GenerationRequest(**{**stored, **values}, sources=sources), warnings
+
+
+def check_prompts(values: dict) -> None:
+    for key in PROMPTS:
+        if len(values.get(key) or "") > MAX_PROMPT:
+            raise Sd1kitError(key, f"{len(values[key])} characters is over {MAX_PROMPT >> 10}K")
+
+
+def payload_images(payload: dict, img2img: bool) -> dict:
+    """The init image and mask of an img2img payload, decoded (bounded)."""
+    if not img2img:
+        return {}
+    inits = payload.get("init_images") or []
+    if not inits:
+        raise Sd1kitError("init_images", "img2img needs an init image")
+    images = {"init": decode_image(inits[0], "init_images[0]")}
+    if payload.get("mask"):
+        images["mask"] = decode_image(payload["mask"], "mask")
+    return images
+
+
+def script_warnings(payload: dict) -> list[str]:
+    """`alwayson_scripts` other than ControlNet are not run: each named in the response's warnings."""
+    scripts = payload.get("alwayson_scripts") or {}
+    return [f"alwayson_scripts: {name!r} is not available in sd1kit; not run" for name in scripts
+            if name.lower() != "controlnet"]
 
 
 def generation_response(payload: dict, result, request: GenerationRequest, warnings=()) -> dict:
@@ -109,8 +131,9 @@ def generation_response(payload: dict, result, request: GenerationRequest, warni
     (its `warnings`: the payload's unsupported fields', then the run's)."""
     images = result.images
     info = {
-        "prompt": request.prompt, "all_prompts": [request.prompt] * len(images),
-        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(images),
+        "prompt": payload.get("prompt", request.prompt), "all_prompts": [request.prompt] * len(images),
+        "negative_prompt": payload.get("negative_prompt", request.negative_prompt),
+        "all_negative_prompts": [request.negative_prompt] * len(images),
         "seed": images[0].seed if images else request.seed, "all_seeds": [i.seed for i in images],
         "subseed": images[0].subseed if images else request.subseed, "all_subseeds": [i.subseed for i in images],
         "subseed_strength": request.subseed_strength, "width": request.width, "height": request.height,
@@ -120,7 +143,8 @@ def generation_response(payload: dict, result, request: GenerationRequest, warni
         "denoising_strength": request.denoising_strength, "extra_generation_params": {},
         "index_of_first_image": 0, "infotexts": [i.image_infotext if hasattr(i, "image_infotext") else i.infotext
                                                  for i in images],
-        "styles": [], "job_timestamp": "", "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False,
+        "styles": list(payload.get("styles") or []), "job_timestamp": "", "clip_skip": request.clip_skip,
+        "is_using_inpainting_conditioning": False,
         "version": "sd1kit", "interrupted": any(i.interrupted for i in images),
         "warnings": [*warnings, *result.warnings],
     }
@@ -156,8 +180,12 @@ def control_units(payload: dict, find_model) -> list:
 
     scripts = payload.get("alwayson_scripts") or {}
     name, block = next(((k, v) for k, v in scripts.items() if k.lower() == "controlnet"), (None, None))
+    args = (block or {}).get("args") or []
+    enabled = [a for a in args if isinstance(a, dict) and a.get("enabled", True) is not False]
+    if len(enabled) > MAX_UNITS:
+        raise Sd1kitError("ControlNet", f"{len(enabled)} enabled units is over {MAX_UNITS}")
     units = []
-    for i, raw in enumerate((block or {}).get("args") or []):
+    for i, raw in enumerate(args):
         if not isinstance(raw, dict):
             continue
         unit = control_unit(raw, f"alwayson_scripts.{name}.args.{i}")
@@ -183,5 +211,10 @@ def control_units(payload: dict, find_model) -> list:
                             bool(unit.guessmode or unit.guess_mode),
                             picture=decode_image(image, f"ControlNet {i} image").convert("RGB"))
         built.validate()
+        if module != "none":
+            from sd1kit.pipeline.controlnet import detect_size
+
+            res = MAX_SIDE if built.pixel_perfect else built.processor_res  # pixel perfect: at most the output's
+            detect_size(built.picture.width, built.picture.height, res)
         units.append(built)
     return units

@@ -65,6 +65,11 @@ class JobQueue:
                     del self.jobs[key]
         return job
 
+    def check_room(self) -> None:
+        """QueueFull now if a job would not fit (said before a request's images are decoded)."""
+        if self._queue.full():
+            raise QueueFull(f"the queue is full ({self.maxsize} jobs waiting); try again later")
+
     def find(self, task: str) -> Job | None:
         """The latest job with this task id (or job id)."""
         with self._lock:

@@ -113,7 +113,8 @@ class ControlNetUnit(BaseModel):
 
 COMMON = {  # A1111's fields of both payloads that are not option rows
     "prompt": (str, ""), "negative_prompt": (str, ""),
-    "styles": (list[str] | None, Field(None, description="names of /sdapi/v1/prompt-styles, applied in order")),
+    "styles": (list[str] | None, Field(None, max_length=32, description="names of /sdapi/v1/prompt-styles, applied "
+                                                                         "in order")),
     "override_settings": (OverrideSettings | None, None),
     "override_settings_restore_afterwards": (bool, Field(True, description="false: the override settings stay "
                                                                            "(the model among them)")),
@@ -170,6 +171,7 @@ def _off(value) -> bool:
 UNSUPPORTED = (
     ("restore_faces", (), "warn", "face restoration is not available in sd1kit; the pictures are not face-restored"),
     ("save_images", (), "warn", "sd1kit does not save pictures on the server; they are in the response"),
+    ("include_init_images", (), "warn", "the init pictures are not added to the response"),
     ("tiling", (), "refuse", "tiling (seamless pictures) is not supported"),
     ("script_name", (), "refuse", "scripts are not supported (ControlNet units go in alwayson_scripts)"),
     ("refiner_checkpoint", (), "refuse", "a refiner checkpoint is not supported (SD1 has none)"),
@@ -260,7 +262,7 @@ class FileData(BaseModel):
 
 
 class ExtrasBatchImagesRequest(ExtrasRequest):
-    imageList: list[FileData] = Field(..., max_length=16, description="pictures as {data: base64, name}")
+    imageList: list[FileData] = Field(..., max_length=8, description="pictures as {data: base64, name}")
 
 
 class DetectRequest(BaseModel):
@@ -268,7 +270,7 @@ class DetectRequest(BaseModel):
 
     model_config = ALLOW
     controlnet_module: str = "none"
-    controlnet_input_images: list[str] = Field(..., max_length=16)
+    controlnet_input_images: list[str] = Field(..., max_length=8)
     controlnet_processor_res: int = Field(512, ge=64, le=2048)
     controlnet_threshold_a: float = -1
     controlnet_threshold_b: float = -1

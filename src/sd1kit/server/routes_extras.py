@@ -6,6 +6,7 @@ extension's `{"images", "info"}`."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 
 import numpy as np
@@ -42,7 +43,8 @@ def _upscaled(image: Image.Image, spec) -> tuple[str, str]:
 async def extra_single_image(body: ExtrasSingleImageRequest, state: State):
     spec = body.upscale()
     spec.check()
-    image = decode_image(body.image, "image")
+    state.jobs.check_room()
+    image = await asyncio.to_thread(decode_image, body.image, "image")
     spec.check(image)
 
     def work(job):
@@ -55,9 +57,14 @@ async def extra_single_image(body: ExtrasSingleImageRequest, state: State):
 async def extra_batch_images(body: ExtrasBatchImagesRequest, state: State):
     spec = body.upscale()
     spec.check()
-    images = [decode_image(item.data, f"imageList[{i}]") for i, item in enumerate(body.imageList)]
-    for image in images:
-        spec.check(image)
+    state.jobs.check_room()
+
+    def decoded():
+        images = [decode_image(item.data, f"imageList[{i}]") for i, item in enumerate(body.imageList)]
+        for image in images:
+            spec.check(image)
+        return images
+    images = await asyncio.to_thread(decoded)
 
     def work(job):
         encoded, info = [], ""
@@ -70,15 +77,22 @@ async def extra_batch_images(body: ExtrasBatchImagesRequest, state: State):
 
 @router.post("/controlnet/detect")
 async def controlnet_detect(body: DetectRequest, state: State):
-    from sd1kit.pipeline.controlnet import MODULES, detect_map
+    from sd1kit.pipeline.controlnet import MODULES, detect_map, detect_size
     from sd1kit.server.a1111 import MODULE_ALIASES
 
     module = MODULE_ALIASES.get(body.controlnet_module, body.controlnet_module)
     if module not in MODULES:
         raise Sd1kitError("controlnet_module", f"{body.controlnet_module!r} is not one of {', '.join(MODULES)} "
                                                "(detectors that need downloaded weights are not included)")
-    images = [decode_image(data, f"controlnet_input_images[{i}]").convert("RGB")
-              for i, data in enumerate(body.controlnet_input_images)]
+    state.jobs.check_room()
+
+    def decoded():
+        out = [decode_image(data, f"controlnet_input_images[{i}]").convert("RGB")
+               for i, data in enumerate(body.controlnet_input_images)]
+        for picture in out:
+            detect_size(picture.width, picture.height, body.controlnet_processor_res)
+        return out
+    images = await asyncio.to_thread(decoded)
     a, b = body.controlnet_threshold_a, body.controlnet_threshold_b
 
     def work(job):

@@ -3,6 +3,7 @@ Handlers never run generation: they enqueue a job and await its future (or hand 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -12,7 +13,8 @@ import traceback
 from fastapi import APIRouter, HTTPException
 
 from sd1kit.errors import Sd1kitError
-from sd1kit.server.a1111 import control_units, encode_png, generation_request, generation_response
+from sd1kit.server.a1111 import (
+    control_units, encode_png, generation_request, generation_response, payload_images, script_warnings)
 from sd1kit.adapters.library import models_lora_dir
 from sd1kit.server.payloads import Img2ImgPayload, JobRequest, Txt2ImgPayload, validated
 from sd1kit.server.state import ServerState, State, find_checkpoint, safe_name
@@ -43,45 +45,54 @@ def _check_prompt_names(state: ServerState, request) -> None:
 
 def generation_job(state: ServerState, payload, img2img: bool):
     """Check `payload` now (a bad one is a 400 / 422, not a failed job) and return the job's work: plan, run.
-    The server's stored options apply under the payload's `override_settings`; with
-    `override_settings_restore_afterwards` false, the overrides stay set afterwards (the model among them), as in
-    A1111, else the model switched to for this job is switched back."""
-    from sd1kit.server.styles import apply_styles, read_styles
+    The server's stored options apply under the payload's `override_settings`, as they are when the job runs;
+    with `override_settings_restore_afterwards` false, the overrides stay set afterwards (the model among them),
+    as in A1111, else the model switched to for this job is switched back. Decodes and hashes: call it off the
+    event loop (`submitted`)."""
+    from sd1kit.server.routes_models import check_option_values, store_options
 
     payload = validated("img2img" if img2img else "txt2img", payload)
-    request, images, warnings = generation_request(payload, img2img, state.options)
-    if payload.get("styles"):
-        fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
-        styled = apply_styles({f: getattr(request, f) for f in fields}, payload["styles"], read_styles(state))
-        request = request.given("api", **styled)
+    images = payload_images(payload, img2img)
     units = control_units(payload, state.find_controlnet)
     overrides = payload.get("override_settings") or {}
-    vae = overrides.get("sd_vae") or state.options.get("sd_vae")
-    request = request.with_(vae=state.find_vae(vae))
-    folder = state.embeddings_folder()
-    request = request.with_(init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
-                            lora_dir=models_lora_dir(state.config.models_dir),
-                            embeddings_dir=str(folder) if folder else None)
-    _check_prompt_names(state, request)
     wanted = overrides.get("sd_model_checkpoint")
     wanted = find_checkpoint(state, wanted)["title"] if wanted else None
-    keep = payload.get("override_settings_restore_afterwards") is False
+    dry = bool(payload.get("sd1kit_dry_run"))
+    keep = payload.get("override_settings_restore_afterwards") is False and not dry
     if keep:  # they will be kept as the stored options are: the same limits
-        from sd1kit.server.routes_models import check_option_values
-
         check_option_values(overrides, state)
+
+    def resolved(settings: dict):
+        request, warnings = generation_request(payload, img2img, settings)
+        if payload.get("styles"):
+            from sd1kit.server.styles import apply_styles, read_styles
+
+            fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
+            styled = apply_styles({f: getattr(request, f) for f in fields}, payload["styles"], read_styles(state))
+            request = request.given("api", **styled)
+        folder = state.embeddings_folder()
+        request = request.with_(vae=state.find_vae(overrides.get("sd_vae") or settings.get("sd_vae")),
+                                init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
+                                lora_dir=models_lora_dir(state.config.models_dir),
+                                embeddings_dir=str(folder) if folder else None)
+        _check_prompt_names(state, request)
+        return request, warnings + script_warnings(payload)
+
+    submitted = dict(state.options)
+    checked = resolved(submitted)
 
     def work(job):
         from sd1kit.pipeline.generate import run
         from sd1kit.pipeline.plan import plan
 
+        request, warnings = checked if state.options == submitted else resolved(dict(state.options))
         previous = state.model_title
         if wanted:
             state.model_title = wanted
         done = False
         try:
             the_plan = plan(request, state.load(job))
-            if payload.get("sd1kit_dry_run"):
+            if dry:
                 answer = {"plan": the_plan.as_json()}
             else:
                 job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
@@ -91,15 +102,22 @@ def generation_job(state: ServerState, payload, img2img: bool):
                     job.preview = latent
 
                 result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
-                answer = generation_response(payload, result, the_plan.request, warnings)
+                answer = generation_response(payload, result, the_plan.request,
+                                             warnings + (store_options(state, overrides) if keep else []))
             done = True
         finally:
-            if done and keep:
-                state.options.update({k: v for k, v in overrides.items() if k != "sd_model_checkpoint"})
-            else:
+            if not (done and keep):
                 state.model_title = previous
         return answer
     return released(work)
+
+
+async def submitted(state: ServerState, kind: str, payload, task: str | None = None):
+    """A generation job checked off the event loop (decoding, hashing) and run; a full queue is said before any
+    decoding."""
+    state.jobs.check_room()
+    work = await asyncio.to_thread(generation_job, state, payload, kind == "img2img")
+    return await state.run(kind, work, task)
 
 
 def released(work):
@@ -139,19 +157,21 @@ def give_memory_back() -> None:
 
 @router.post("/sdapi/v1/txt2img")
 async def txt2img(payload: Txt2ImgPayload, state: State):
-    return await state.run("txt2img", generation_job(state, payload, img2img=False), payload.force_task_id)
+    return await submitted(state, "txt2img", payload, payload.force_task_id)
 
 
 @router.post("/sdapi/v1/img2img")
 async def img2img(payload: Img2ImgPayload, state: State):
-    return await state.run("img2img", generation_job(state, payload, img2img=True), payload.force_task_id)
+    return await submitted(state, "img2img", payload, payload.force_task_id)
 
 
 @jobs_router.post("/sd1kit/v1/jobs")
 async def submit(body: JobRequest, state: State):
     kind = body.kind
     payload = validated(kind, body.payload, prefix=("body", "payload"))
-    job = state.jobs.submit(kind, generation_job(state, payload, kind == "img2img"), payload.get("force_task_id"))
+    state.jobs.check_room()
+    work = await asyncio.to_thread(generation_job, state, payload, kind == "img2img")
+    job = state.jobs.submit(kind, work, payload.get("force_task_id"))
     return {"id": job.id}
 
 

@@ -118,8 +118,34 @@ def check_option_values(payload: dict, state) -> None:
         size = len(json.dumps(value, ensure_ascii=False, default=str))
         if size > MAX_OPTION_VALUE:
             raise HTTPException(413, f"{key}: value of {size} bytes is over {MAX_OPTION_VALUE >> 10} KB")
-    if len(set(state.options) | set(payload)) > MAX_OPTION_KEYS:
-        raise HTTPException(400, f"over {MAX_OPTION_KEYS} options")
+    new = _unknown(payload.keys() - state.options.keys())
+    if len(_unknown(state.options)) + len(new) > MAX_OPTION_KEYS:
+        raise HTTPException(400, f"over {MAX_OPTION_KEYS} options sd1kit does not know ({len(new)} new)")
+
+
+def _unknown(keys) -> set:
+    """Option names that neither generation applies nor sd1kit lists (their count is capped; known ones never)."""
+    from sd1kit.server.payloads import OverrideSettings
+
+    return set(keys) - set(OverrideSettings.model_fields)
+
+
+def store_options(state, values: dict) -> list[str]:
+    """Keep `values` as stored options (`sd_model_checkpoint` aside: it is the model): known names and names
+    already kept always, unknown new ones while under the cap; the names left out, said as warnings."""
+    room = MAX_OPTION_KEYS - len(_unknown(state.options))
+    left = []
+    for key, value in values.items():
+        if key == "sd_model_checkpoint":
+            continue
+        if key not in state.options and key in _unknown([key]):
+            if room <= 0:
+                left.append(key)
+                continue
+            room -= 1
+        state.options[key] = value
+    return [f"options: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''} not kept (over {MAX_OPTION_KEYS} "
+            "unknown options)"] if left else []
 
 
 def check_generation_options(payload: dict) -> None:
@@ -138,8 +164,10 @@ async def set_options(payload: dict, state: State):
     payload's own `override_settings`); `sd_model_checkpoint` switches the model now."""
     check_option_values(payload, state)
     check_generation_options(payload)
+    if "sd_vae" in payload:  # refuse a name that is not there, or is a path, before anything changes
+        await asyncio.to_thread(state.find_vae, payload["sd_vae"])
     if "sd_model_checkpoint" in payload:
-        entry = find_checkpoint(state, str(payload["sd_model_checkpoint"]))
+        entry = await asyncio.to_thread(find_checkpoint, state, str(payload["sd_model_checkpoint"]))
 
         def switch(job):
             previous, state.model_title = state.model_title, entry["title"]
@@ -150,9 +178,7 @@ async def set_options(payload: dict, state: State):
                 raise
             return None
         await state.run("options", switch)
-    if "sd_vae" in payload:
-        state.find_vae(payload["sd_vae"])  # refuse a name that is not there, or is a path
-    state.options.update({k: v for k, v in payload.items() if k != "sd_model_checkpoint"})
+    store_options(state, payload)
     return None
 
 

@@ -64,8 +64,8 @@ async def internal_progress(body: ProgressRequest, state: State):
         return {**out, "textinfo": "Waiting..."}
     if job.state == "queued":
         return {**out, "queued": True, "textinfo": "In queue..."}
-    if job.future.done():
-        return {**out, "completed": True, "progress": 1.0, "textinfo": job.state.capitalize()}
+    if job.future.done():  # A1111 answers a finished task as an idle one that is completed
+        return {**out, "completed": True, "id_live_preview": -1, "textinfo": "Waiting..."}
     fraction = job.step / job.steps if job.steps else 0.0
     elapsed = time.time() - (job.started or time.time())
     out.update(active=True, progress=fraction, eta=elapsed / fraction - elapsed if fraction > 0 else None,

@@ -52,17 +52,21 @@ class ServerState:
             return []
         return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
 
-    def find(self, kind: str, name: str, what: str) -> str:
-        """A file or folder named `name` (stem or full name) anywhere in models/<kind>, never a client's path."""
+    def find(self, kind: str, name: str, what: str, suffixes=MODEL_SUFFIXES + (".pt",), folders: bool = False) -> str:
+        """A file named `name` (stem or full name) anywhere in models/<kind> with one of `suffixes` (as the
+        listings show them; with `folders`, a diffusers folder too), never a client's path."""
         name = safe_name(name, what)
         folder = self.folder(kind)
         for path in sorted(folder.rglob("*")) if folder and folder.is_dir() else []:
-            if name in (path.stem, path.name):
+            usable = (path.is_file() and path.suffix.lower() in suffixes) or (
+                folders and path.is_dir() and (path / "config.json").is_file())
+            if usable and name in (path.stem, path.name):
                 return str(path)
         raise Sd1kitError(what, f"{name!r} is not in the models folder's {kind}/")
 
     def find_controlnet(self, name: str) -> str:
-        return self.find("ControlNet", name.split(" [")[0].strip(), "ControlNet model")
+        return self.find("ControlNet", name.split(" [")[0].strip(), "ControlNet model", MODEL_SUFFIXES + (".pth",),
+                         folders=True)
 
     def find_vae(self, name) -> str | None:
         return None if not name or name in ("Automatic", "None") else self.find("VAE", str(name), "sd_vae")
@@ -122,8 +126,9 @@ def list_checkpoints(state: ServerState) -> list[dict]:
         except OSError as e:  # a broken link, an unreadable file: one warning line, the others are listed
             print(f"sd1kit: warning: {path}: not listed ({e.strerror or e})", file=sys.stderr)
             continue
-        name = str(path.relative_to(folder))
-        entries.append({"title": f"{name} [{h.a1111_short}]", "model_name": path.stem, "hash": h.a1111_short,
+        name = str(path.relative_to(folder))  # A1111's model_name: the relative name, "/" as "_", no suffix
+        model_name = str(Path(name).with_suffix("")).replace("/", "_").replace("\\", "_")
+        entries.append({"title": f"{name} [{h.a1111_short}]", "model_name": model_name, "hash": h.a1111_short,
                         "sha256": h.sha256, "filename": str(path), "config": None})
     return entries
 
@@ -136,7 +141,9 @@ def find_checkpoint(state: ServerState, wanted: str) -> dict:
     wanted = wanted.strip()
     bare = wanted.split(" [")[0] if " [" in wanted else wanted
     for entry in list_checkpoints(state):
-        if wanted in (entry["title"], entry["model_name"], entry["hash"]) or bare == entry["title"].split(" [")[0]:
+        title = entry["title"].split(" [")[0]
+        names = (entry["title"], entry["model_name"], entry["hash"])
+        if wanted in names or bare in (title, str(Path(title).with_suffix(""))):
             return entry
     safe_name(bare, "sd_model_checkpoint")  # a path is said to be one
     raise Sd1kitError("sd_model_checkpoint", f"{wanted!r} is not in the models folder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.server.a1111 import MAX_PROMPT
 
 MAX_STYLES_BYTES = 1 << 20
 PROMPTS = (("prompt", "prompt"), ("negative_prompt", "negative_prompt"), ("hr_prompt", "prompt"),
@@ -50,5 +51,7 @@ def apply_styles(values: dict, names: list[str], styles: list[dict]) -> dict:
         text = out.get(field) or ""
         for name in names:
             text = merge_prompt(by_name[name][column], text)
+            if len(text) > MAX_PROMPT:  # a style holding {prompt} twice doubles it each time
+                raise Sd1kitError("styles", f"the styled {field} is over {MAX_PROMPT >> 10}K characters")
         out[field] = text
     return out
