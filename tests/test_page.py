@@ -9,6 +9,7 @@ SD1KIT_SCREENSHOTS set, the txt2img tab with a finished picture at 1280x900 is a
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sd1kit.dev.tiny import write_tiny_model
 from sd1kit.server.app import ServerConfig
 from test_server import Running, models_dir  # noqa: F401  (the shared models folder fixture, copied below)
 
@@ -49,11 +51,34 @@ def page_models(models_dir, tiny_models, tmp_path_factory):  # noqa: F811
     preview.paste((250, 200, 40), (24, 32, 72, 96))
     preview.save(root / "Lora" / "style.preview.png")
     (root.parent / "styles.csv").write_text("name,prompt,negative_prompt\nsharp,\"{prompt}, sharp focus\",blurry\n")
+    write_tiny_model(root / "Stable-diffusion" / "fluff-merge.safetensors", prediction="v", markers=True, seed=7)
     return root
 
 
 @pytest.fixture(scope="module")
-def server(page_models):
+def user_catalog(page_models):
+    """A catalog record for one checkpoint (a v-prediction merge with the guide's settings), as a user adds one."""
+    path = page_models / "Stable-diffusion" / "fluff-merge.safetensors"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    record = page_models.parent / "catalog.toml"
+    record.write_text(f'''[[model]]
+id = "fluff-merge"
+name = "Fluff merge"
+kind = "checkpoint"
+parents = [{{ id = "easyfluff", relation = "merge" }}]
+files = [{{ name = "fluff-merge.safetensors", sha256 = "{sha}", short = "{sha[:10]}" }}]
+prediction = "v"
+zero_terminal_snr = true
+yaml = "v-prediction"
+settings = {{ clip_skip = 2, cfg_rescale = 0.7 }}
+''')
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("SD1KIT_CATALOG", str(record))
+        yield record
+
+
+@pytest.fixture(scope="module")
+def server(page_models, user_catalog):
     running = Running(ServerConfig(page_models, queue_size=8, model="sd15-tiny"))
     yield running
     running.stop()
@@ -411,3 +436,24 @@ def test_placeholders_follow_the_model_and_the_models_tab_says_what_each_file_is
     assert page.evaluate("[...document.querySelectorAll('#catalog-tree li')].some(l => l.hidden)")
     page.click("#scan-table tr[data-name='sd15-tiny.safetensors'] button")  # "Use": back to the first model
     page.wait_for_function(f"{first} === 'Default (epsilon)'", timeout=60000)
+
+
+def test_a_catalogued_v_model_shows_its_settings_and_its_yaml_is_one_click(open_page, page_models):
+    """A v-prediction merge the catalog knows: before anything is typed, the form shows the plan's clip skip 2 and
+    CFG rescale 0.7 as placeholders; the Models tab says its yaml is missing and one click writes it."""
+    page = open_page(DESKTOP)
+    title = page.eval_on_selector_all("#model option", "os => os.map(o => o.value).find(v => v.startsWith('fluff'))")
+    page.select_option("#model", title)
+    page.wait_for_function("document.querySelector('#t2i-opt-prediction option').textContent === 'Default (v)'",
+                           timeout=60000)
+    assert page.get_attribute("#t2i-opt-clip_skip", "placeholder") == "2"
+    assert page.get_attribute("#t2i-opt-cfg_rescale", "placeholder") == "0.7"
+    page.click(".tabs [data-tab=models]")
+    row = "#scan-table tr[data-name='fluff-merge.safetensors']"
+    page.wait_for_selector(row, timeout=60000)
+    assert "needed" in page.inner_text(row) and "fluff-merge" in page.inner_text(row)
+    page.click(f"{row} button:has-text('Write yaml')")
+    page.wait_for_function(f"!document.querySelector(\"{row}\").innerText.includes('needed')", timeout=30000)
+    written = page_models / "Stable-diffusion" / "fluff-merge.yaml"
+    assert written.is_file() and 'parameterization: "v"' in written.read_text()
+    page.click("#scan-table tr[data-name='sd15-tiny.safetensors'] button:has-text('Use')")
