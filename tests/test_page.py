@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from sd1kit.dev.tiny import write_tiny_model
+from pictures import noise, png_b64
 from sd1kit.server.app import ServerConfig
 from test_server import Running, models_dir  # noqa: F401  (the shared models folder fixture, copied below)
 
@@ -155,18 +156,11 @@ def _picture(page, selector: str) -> Image.Image:
 
 
 def _b64png(image: Image.Image, text: str | None = None) -> str:
-    from PIL import PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    if text:
-        info.add_text("parameters", text)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_b64(image, text)
 
 
 def _noise(size=64, seed=0) -> Image.Image:
-    return Image.fromarray((np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8))
+    return noise(size, size, seed)
 
 
 @SIZES

@@ -3,8 +3,6 @@ in headless Chromium: test_page.py)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import shutil
 import socket
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pictures import noise
 from sd1kit.server.app import ServerConfig, create_app
 
 
@@ -83,7 +82,7 @@ def api(server):
 
 
 def _png(seed=0, size=64) -> Image.Image:
-    return Image.fromarray((np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8))
+    return noise(size, size, seed)
 
 
 def test_txt2img_img2img_png_info_with_webuiapi(api):

@@ -11,10 +11,10 @@ import json
 import time
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
+from pictures import noise, png_b64
 from sd1kit.server.app import ServerConfig
 from test_server import Running
 
@@ -55,9 +55,7 @@ def _post_raw(c: httpx.Client, path: str, text: str) -> httpx.Response:
 
 
 def _png64() -> str:
-    buffer = io.BytesIO()
-    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_b64(noise(64))
 
 
 @pytest.mark.parametrize("field,value", [("width", "wide"), ("height", [64]), ("steps", "many"),

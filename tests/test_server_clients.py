@@ -6,8 +6,6 @@ the status code."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import shutil
 import threading
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pictures import from_b64, noise, png_b64
 from sd1kit.server.app import ServerConfig
 from test_server import Running, models_dir  # noqa: F401  (the A1111 models folder of tiny models)
 
@@ -66,7 +65,7 @@ def http(server):
 
 
 def _picture(seed=0, w=64, h=64) -> Image.Image:
-    return Image.fromarray((np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8))
+    return noise(w, h, seed)
 
 
 def _square() -> Image.Image:
@@ -77,15 +76,11 @@ def _square() -> Image.Image:
 
 
 def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_b64(image)
 
 
 def _decode(data: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[-1])))
-    image.load()
-    return image
+    return from_b64(data)
 
 
 def _shaped(body: dict) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from pictures import from_b64, noise, png_b64
 from sd1kit.server.app import ServerConfig, create_app
 
 
@@ -177,29 +178,11 @@ def test_hires_prompt_names_are_checked(client):
 
 
 def _picture(w=64, h=48, text=None) -> str:
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image, PngImagePlugin
-
-    rng = np.random.default_rng(1)
-    image = Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8"))
-    info = PngImagePlugin.PngInfo()
-    if text:
-        info.add_text("parameters", text)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_b64(noise(w, h, 1), text)
 
 
 def _open(b64: str):
-    import base64
-    import io
-
-    from PIL import Image
-
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
+    return from_b64(b64)
 
 
 @pytest.mark.parametrize("fields,size", [
