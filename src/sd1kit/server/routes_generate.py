@@ -9,12 +9,14 @@ import ctypes.util
 import gc
 import sys
 import traceback
+from dataclasses import dataclass, field
+from typing import Callable
 
 from fastapi import APIRouter, HTTPException
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import (
-    control_units, encode_png, generation_request, generation_response, payload_images, script_warnings)
+    PROMPTS, control_units, encode_png, generation_request, generation_response, payload_images, script_warnings)
 from sd1kit.adapters.library import models_lora_dir
 from sd1kit.server.payloads import Img2ImgPayload, JobRequest, Txt2ImgPayload, validated
 from sd1kit.server.state import ServerState, State, find_checkpoint, safe_name
@@ -29,10 +31,9 @@ def _check_prompt_names(state: ServerState, request) -> None:
     from sd1kit.adapters.library import find_adapter, request_folders
     from sd1kit.prompts.extra_networks import parse_extra_networks
 
-    fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
-    for field, text in ((f, getattr(request, f)) for f in fields):
-        for net in parse_extra_networks(text or "")[1]:
-            what = f"{field}: <{net.kind}:...>"
+    for where in PROMPTS:
+        for net in parse_extra_networks(getattr(request, where) or "")[1]:
+            what = f"{where}: <{net.kind}:...>"
             name = safe_name(net.name, what)
             try:
                 if net.kind in ("lora", "lyco"):
@@ -43,73 +44,89 @@ def _check_prompt_names(state: ServerState, request) -> None:
                 raise Sd1kitError(what, e.message) from None
 
 
-def generation_job(state: ServerState, payload, img2img: bool):
-    """Check `payload` now (a bad one is a 400 / 422, not a failed job) and return the job's work: plan, run.
-    The server's stored options apply under the payload's `override_settings`, as they are when the job runs;
-    with `override_settings_restore_afterwards` false, the overrides stay set afterwards (the model among them),
-    as in A1111, else the model switched to for this job is switched back. Decodes and hashes: call it off the
-    event loop (`submitted`)."""
-    from sd1kit.server.routes_models import check_option_values, store_options
+def generation_job(state: ServerState, payload, img2img: bool) -> Callable:
+    """Check `payload` now (a bad one is a 400 / 422, not a failed job) and return the job's work (`GenerationJob`,
+    run as `released`). Decodes and hashes: call it off the event loop (`submitted`)."""
+    from sd1kit.server.routes_models import check_option_values
 
     payload = validated("img2img" if img2img else "txt2img", payload)
-    images = payload_images(payload, img2img)
-    units = control_units(payload, state.find_controlnet)
     overrides = payload.get("override_settings") or {}
     wanted = overrides.get("sd_model_checkpoint")
-    wanted = find_checkpoint(state, wanted)["title"] if wanted else None
     dry = bool(payload.get("sd1kit_dry_run"))
-    keep = payload.get("override_settings_restore_afterwards") is False and not dry
-    if keep:  # they will be kept as the stored options are: the same limits
+    job = GenerationJob(state, payload, img2img, payload_images(payload, img2img),
+                        control_units(payload, state.find_controlnet), overrides,
+                        find_checkpoint(state, wanted)["title"] if wanted else None, dry,
+                        payload.get("override_settings_restore_afterwards") is False and not dry)
+    if job.keep:  # they will be kept as the stored options are: the same limits
         check_option_values(overrides, state)
+    job.submitted = dict(state.options)
+    job.checked = job.resolved(job.submitted)
+    return released(job)
 
-    def resolved(settings: dict):
-        request, warnings = generation_request(payload, img2img, settings)
+
+@dataclass
+class GenerationJob:
+    """One txt2img / img2img job: its checked payload, images and units, and what it does to the server's state.
+    The stored options apply under the payload's `override_settings` as they are when the job runs; with
+    `override_settings_restore_afterwards` false the overrides stay set afterwards (the model among them), as in
+    A1111, else the model switched to for this job is switched back."""
+
+    state: ServerState
+    payload: dict
+    img2img: bool
+    images: dict
+    units: list
+    overrides: dict
+    wanted: str | None  # the checkpoint title override_settings asks for
+    dry: bool
+    keep: bool
+    submitted: dict = field(default_factory=dict)  # the stored options when it was checked
+    checked: tuple = ()  # (request, warnings) with them
+
+    def resolved(self, settings: dict):
+        """(the GenerationRequest, the payload's warnings) with `settings` as the stored options."""
+        state, payload = self.state, self.payload
+        request, warnings = generation_request(payload, self.img2img, settings)
         if payload.get("styles"):
             from sd1kit.server.styles import apply_styles, read_styles
 
-            fields = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
-            styled = apply_styles({f: getattr(request, f) for f in fields}, payload["styles"], read_styles(state))
+            styled = apply_styles({f: getattr(request, f) for f in PROMPTS}, payload["styles"], read_styles(state))
             request = request.given("api", **styled)
         folder = state.embeddings_folder()
-        request = request.with_(vae=state.find_vae(overrides.get("sd_vae") or settings.get("sd_vae")),
-                                init_image=images.get("init"), mask_image=images.get("mask"), controlnets=units,
-                                lora_dir=models_lora_dir(state.config.models_dir),
+        request = request.with_(vae=state.find_vae(self.overrides.get("sd_vae") or settings.get("sd_vae")),
+                                init_image=self.images.get("init"), mask_image=self.images.get("mask"),
+                                controlnets=self.units, lora_dir=models_lora_dir(state.config.models_dir),
                                 embeddings_dir=str(folder) if folder else None)
         _check_prompt_names(state, request)
         return request, warnings + script_warnings(payload)
 
-    submitted = dict(state.options)
-    checked = resolved(submitted)
-
-    def work(job):
+    def __call__(self, job):
         from sd1kit.pipeline.generate import run
         from sd1kit.pipeline.plan import plan
+        from sd1kit.server.routes_models import store_options
 
-        request, warnings = checked if state.options == submitted else resolved(dict(state.options))
+        state = self.state
+        request, warnings = self.checked if state.options == self.submitted else self.resolved(dict(state.options))
         previous = state.model_title
-        if wanted:
-            state.model_title = wanted
+        state.model_title = self.wanted or previous
         done = False
         try:
             the_plan = plan(request, state.load(job))
-            if dry:
-                answer = {"plan": the_plan.as_json()}
-            else:
-                job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
+            if self.dry:
+                return {"plan": the_plan.as_json()}
+            job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count
 
-                def progress(i, sigma, latent):
-                    job.step += 1
-                    job.preview = latent
+            def progress(i, sigma, latent):
+                job.step += 1
+                job.preview = latent
 
-                result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
-                answer = generation_response(payload, result, the_plan.request,
-                                             warnings + (store_options(state, overrides) if keep else []))
+            result = run(the_plan, callback=progress, should_stop=lambda: job.stop)
+            kept = store_options(state, self.overrides) if self.keep else []
             done = True
+            return generation_response(self.payload, result, the_plan.request, warnings + kept)
         finally:
-            if not (done and keep):
+            if not (done and self.keep):
                 state.model_title = previous
-        return answer
-    return released(work)
 
 
 async def submitted(state: ServerState, kind: str, payload, task: str | None = None):

@@ -12,7 +12,7 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import MAX_PROMPT
 
 MAX_STYLES_BYTES = 1 << 20
-PROMPTS = (("prompt", "prompt"), ("negative_prompt", "negative_prompt"), ("hr_prompt", "prompt"),
+COLUMNS = (("prompt", "prompt"), ("negative_prompt", "negative_prompt"), ("hr_prompt", "prompt"),
            ("hr_negative_prompt", "negative_prompt"))
 
 
@@ -45,7 +45,7 @@ def apply_styles(values: dict, names: list[str], styles: list[dict]) -> dict:
         raise Sd1kitError("styles", f"{', '.join(map(repr, missing))} not in styles.csv "
                                     f"({len(by_name)} styles: see /sdapi/v1/prompt-styles)")
     out = dict(values)
-    for field, column in PROMPTS:
+    for field, column in COLUMNS:  # the prompt fields and the styles.csv column each takes
         if field.startswith("hr_") and out.get(field) is None:
             continue
         text = out.get(field) or ""
