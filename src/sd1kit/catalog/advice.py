@@ -81,6 +81,10 @@ class ScanEntry:
     short_hash: str | None
     yaml: str | None  # "present", "needed", "written", or None when none is needed
     problem: str | None = None
+    # "known" (its sha256 is a catalog file's), "wrong file" (named as a catalog file, another sha256), "not installed"
+    # (a catalog record with a download source and none of its files here: `path` is where `sd1kit install` puts it)
+    state: str | None = None
+    expected_sha256: str | None = None  # wrong file / not installed: the catalog's sha256, when known
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
@@ -95,9 +99,50 @@ def _candidates(folder: Path):
             yield path
 
 
-def scan(folder: str | os.PathLike, write_yaml: bool = False) -> list[ScanEntry]:
-    """Every model file or diffusers folder under `folder`, as `scan_one` sees it."""
-    return [scan_one(path, write_yaml) for path in _candidates(Path(folder))]
+def scan(folder: str | os.PathLike, write_yaml: bool = False, missing: bool = False) -> list[ScanEntry]:
+    """Every model file or diffusers folder under `folder`, as `scan_one` sees it; with `missing`, then the catalog
+    records that could be installed and are not (`not_installed`)."""
+    entries = [scan_one(path, write_yaml) for path in _candidates(Path(folder))]
+    return entries + not_installed(folder, entries) if missing else entries
+
+
+def _named_as(path: Path):
+    """The catalog file (record, file) whose name this path carries (a folder distribution's part by its folders)."""
+    from sd1kit.catalog.catalog import catalog
+
+    posix = path.as_posix()
+    for record in catalog():
+        for f in record.files:
+            if posix == f.name or posix.endswith("/" + f.name):
+                return record, f
+    return None
+
+
+def not_installed(folder: str | os.PathLike, entries: list[ScanEntry] | None = None) -> list[ScanEntry]:
+    """Catalog records with a download source none of whose files is under `folder` (by hash or by name): one row
+    each, at the place `sd1kit install ID` would put its first file."""
+    from sd1kit.catalog.catalog import catalog
+    from sd1kit.install.place import FOLDERS, folder_for
+
+    folder = Path(folder)
+    entries = scan(folder) if entries is None else entries
+    present = {e.catalog for e in entries if e.catalog}
+    here = [Path(e.path) for e in entries]
+    rows = []
+    for record in catalog():
+        sourced = [f for f in record.files if f.source]
+        if not sourced or record.id in present or record.kind not in FOLDERS:
+            continue
+        if any(p.as_posix().endswith("/" + f.name) or ("/" in f.name and p.name == f.name.split("/", 1)[0])
+               for p in here for f in record.files):
+            continue
+        first = sourced[0]
+        where = folder_for(record.kind, folder) / first.name
+        rows.append(ScanEntry(str(where), record.kind, "SD1", record.prediction if record.kind == "checkpoint" else None,
+                              "catalog" if record.prediction else None, record.id,
+                              first.short or (first.sha256[:10] if first.sha256 else None), None, None,
+                              "not installed", first.sha256))
+    return rows
 
 
 def scan_one(path: Path, write_yaml: bool = False) -> ScanEntry:
@@ -129,7 +174,17 @@ def scan_one(path: Path, write_yaml: bool = False) -> ScanEntry:
             yaml = "written"
         elif beside is not None:
             yaml = "needed"
-    short = (j["hashes"] or {}).get("a1111_short") if isinstance(j["hashes"], dict) else None
+    hashes = j["hashes"] if isinstance(j["hashes"], dict) else {}
+    short = hashes.get("a1111_short")
     model = j["kind"] in ("checkpoint", "unet")
+    state = expected = None
+    problem = ins.refusal
+    if cat:
+        state = "known"
+    elif hashes.get("sha256") and (named := _named_as(path)) is not None and named[1].sha256:
+        state, expected = "wrong file", named[1].sha256
+        why = (f"named as {named[1].name} of {named[0].name} but its sha256 {hashes['sha256']} is not the catalog's "
+               f"{expected} (another version or precision, or a damaged download)")
+        problem = f"{problem}; {why}" if problem else why
     return ScanEntry(str(path), j["kind"], j["family"], prediction if model else None, source if model else None,
-                     cat["id"] if cat else None, short, yaml, ins.refusal)
+                     cat["id"] if cat else None, short, yaml, problem, state, expected)

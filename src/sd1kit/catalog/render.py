@@ -127,7 +127,12 @@ def show(r: ModelRecord) -> str:
         hashes = " ".join(x for x in (f"sha256 {f.sha256}" if f.sha256 else "", f"short {f.short}" if f.short else "",
                                       f"legacy {f.legacy}" if f.legacy else "") if x)
         lines.append(f"  file        {f.name}" + (f" ({f.size}, {f.precision})" if f.size and f.precision else "")
-                     + (f"  {hashes}" if hashes else ""))
+                     + (f"  {hashes}" if hashes else "")
+                     + (f"  for {f.prediction}-prediction models" if f.prediction else ""))
+        if f.source:
+            lines.append(f"    source    {f.source}")
+    if any(f.source for f in r.files) or r.kind == "setup":
+        lines.append(f"  install     sd1kit install {r.id}")
     lines += [f"  link        {link}" for link in r.links]
     lines += [f"  note        {n}" for n in r.notes]
     return "\n".join(lines)

@@ -25,6 +25,8 @@ class FileRecord:
     sha256: str | None = None
     short: str | None = None
     legacy: str | None = None
+    source: str | None = None  # where to download it: hf:OWNER/REPO/PATH[@REV], civitai:MODEL@VERSION, an https URL
+    prediction: str | None = None  # an adapter file: the prediction type of the models it is made for
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,17 @@ def _file(rid, raw) -> FileRecord:
             _fail(rid, f"files.{key}", f"{value!r} is not {length} lower-case hex digits")
     if raw.get("sha256") and raw.get("short") and not raw["sha256"].startswith(raw["short"]):
         _fail(rid, "files.short", "the short hash is not the start of the sha256")
+    if raw.get("source") is not None:
+        from sd1kit.install.sources import parse_source
+
+        try:
+            parse_source(_type(rid, "files.source", raw["source"], str))
+        except Sd1kitError as e:
+            _fail(rid, "files.source", e.message)
+    _choice(rid, "files.prediction", raw.get("prediction"), PREDICTIONS)
+    parts = _type(rid, "files.name", raw["name"], str).replace("\\", "/").split("/")
+    if raw["name"].startswith("/") or any(p in ("", ".", "..") for p in parts):
+        _fail(rid, "files.name", f"{raw['name']!r} must be a relative path without . or .. parts")
     return FileRecord(**raw)
 
 

@@ -37,15 +37,21 @@ def _models_scan(args) -> None:
     folder = Path(args.folder) if args.folder else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
     if not folder.is_dir():
         raise Sd1kitError(folder, "no such folder")
-    entries = scan(folder, write_yaml=args.write_yaml)
+    entries = scan(folder, write_yaml=args.write_yaml, missing=True)
     if args.json:
         print(json.dumps([e.as_json() for e in entries], indent=2))
-    for e in entries if not args.json else []:
+    missing = [e for e in entries if e.state == "not installed"]
+    for e in [e for e in entries if e.state != "not installed"] if not args.json else []:
         pred = f"{e.prediction} ({e.prediction_source})" if e.prediction else "-"
         yaml = {"needed": "yaml MISSING (--write-yaml)", "written": "yaml written", "present": "yaml ok"}.get(e.yaml, "")
         print(f"{e.path}\n  {e.kind}, {e.family}, prediction {pred}"
               + (f", catalog {e.catalog}" if e.catalog else "") + (f", hash {e.short_hash}" if e.short_hash else "")
-              + (f", {yaml}" if yaml else "") + (f"\n  problem: {e.problem}" if e.problem else ""))
+              + (f", {yaml}" if yaml else "") + (", WRONG FILE" if e.state == "wrong file" else "")
+              + (f"\n  problem: {e.problem}" if e.problem else ""))
+    if missing and not args.json:
+        print("known, not installed (sd1kit install ID):")
+        for e in missing:
+            print(f"  {e.catalog}: {Path(e.path).relative_to(folder.parent) if folder.parent in Path(e.path).parents else e.path}")
 
 
 def _models_yaml(args) -> None:
