@@ -54,6 +54,7 @@ def test_options_table_endpoint(client):
     assert steps["api"] == ["steps"] and steps["kind"] == "int" and steps["bounds"] == [1, 150]
     assert table["options"]["size"]["api"] == ["width", "height"] and table["options"]["size"]["kind"] == "size"
     assert table["options"]["clip_skip"]["api"] == ["override_settings.CLIP_stop_at_last_layers"]
+    assert table["options"]["eta"]["infotext"] == "Eta" and table["options"]["eta"]["infotext_alt"] == "Eta DDIM"
 
 
 def test_networks_with_their_previews(client):

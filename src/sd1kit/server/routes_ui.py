@@ -34,7 +34,8 @@ async def options_table():
                         "default": list(o.default) if isinstance(o.default, tuple) else o.default,
                         "bounds": list(o.bounds) if o.bounds else None,
                         "choices": list(o.choices) if o.choices else None, "help": o.help, "mode": o.mode,
-                        "infotext": o.infotext, "cli": o.cli} for o in OPTIONS}
+                        "infotext": o.infotext, "infotext_alt": o.alt_key[0] if o.alt_key else None,
+                        "cli": o.cli} for o in OPTIONS}
     return {"groups": [{"name": name, "options": list(attrs)} for name, attrs in GROUPS], "options": options}
 
 

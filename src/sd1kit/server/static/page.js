@@ -78,7 +78,6 @@ const LABELS = {
   hr_resize: 'Hires resize to', old_prompt_editing: 'Old prompt editing timelines', pad_conds: 'Pad conds',
   pad_conds_v0: 'Pad conds v0', downcast_alphas_cumprod: 'Downcast alphas_cumprod',
 };
-const INFOTEXT_ALIASES = { 'Eta DDIM': 'Eta' };  // an option's other infotext key (A1111 writes it for DDIM)
 const NOT_FORM_KEYS = new Set(['Lora hashes', 'TI hashes', 'Version', 'Model hash', 'Model', 'VAE hash', 'VAE',
                                'Hypernet hashes', 'Hashes', 'Prompt', 'Negative prompt']);
 
@@ -664,7 +663,9 @@ class GenTab {
     this.q('prompt').value = params.Prompt || '';
     this.q('negative').value = params['Negative prompt'] || '';
     const keys = { ...params };
-    for (const [alias, key] of Object.entries(INFOTEXT_ALIASES)) if (alias in keys && !(key in keys)) keys[key] = keys[alias];
+    for (const o of Object.values(S.table.options)) {  // an option's other infotext key ("Eta DDIM" for Eta)
+      if (o.infotext_alt && o.infotext_alt in keys && !(o.infotext in keys)) keys[o.infotext] = keys[o.infotext_alt];
+    }
     const groupOf = {};
     for (const g of S.table.groups) for (const a of g.options) groupOf[a] = g.name;
     const isHires = attr => /hires/i.test(groupOf[attr] || '');
