@@ -11,43 +11,20 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.pipeline.device import compute_dtype
 
 
-TILE, OVERLAP = 64, 16  # latent pixels: 512-pixel tiles overlapping by 128 pixels
-
-
 def _decode_full(vae, z: torch.Tensor) -> torch.Tensor:
     return vae.decode(z).sample.float()
 
 
-def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
-    w = torch.ones(n)
-    ramp = torch.linspace(0, 1, overlap + 2)[1:-1]
-    if not at_start:
-        w[:overlap] = ramp
-    if not at_end:
-        w[n - overlap:] = ramp.flip(0)
-    return w
+AUTO_BANDED_PIXELS = 1 << 20  # pictures past 1 MP decode in bands even unasked: the whole decode's peak grows fastest
 
 
-def _decode_tiles(vae, z: torch.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> torch.Tensor:
-    """Decode in overlapping tiles blended linearly: memory bounded by the tile, whatever the picture's size.
-    GroupNorm statistics are per tile, so a tiled decode differs slightly from a whole one."""
-    b, _, h, w = z.shape
-    out = torch.zeros(b, 3, h * 8, w * 8)
-    weight = torch.zeros(1, 1, h * 8, w * 8)
-    step = tile - overlap
-    ys = list(range(0, max(h - overlap, 1), step))
-    xs = list(range(0, max(w - overlap, 1), step))
-    for y in ys:
-        for x in xs:
-            y1, x1 = min(y + tile, h), min(x + tile, w)
-            y0, x0 = max(0, y1 - tile), max(0, x1 - tile)
-            piece = vae.decode(z[:, :, y0:y1, x0:x1]).sample.float().cpu()
-            wy = _ramp((y1 - y0) * 8, overlap * 8, y0 == 0, y1 == h)
-            wx = _ramp((x1 - x0) * 8, overlap * 8, x0 == 0, x1 == w)
-            mask = (wy[:, None] * wx[None, :])[None, None]
-            out[:, :, y0 * 8:y1 * 8, x0 * 8:x1 * 8] += piece * mask
-            weight[:, :, y0 * 8:y1 * 8, x0 * 8:x1 * 8] += mask
-    return out / weight
+def _decoder(vae, latents: torch.Tensor, tiled: bool):
+    """The whole decode, or the banded one (`vae_bands`: the same pixels in less memory: asked with `tiled`, and
+    for pictures over AUTO_BANDED_PIXELS)."""
+    from sd1kit.pipeline import vae_bands
+
+    big = latents.shape[-2] * latents.shape[-1] * 64 > AUTO_BANDED_PIXELS
+    return vae_bands.decode if (tiled or big) and vae_bands.supports(vae) else _decode_full
 
 
 def decode_tiled(vae, latents: torch.Tensor, scale: float) -> tuple[list[Image.Image], bool]:
@@ -64,7 +41,7 @@ def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tup
     """PIL images, each decoded alone (tiled too); the bool says whether fp16/bf16 overflowed and the decode
     was redone in fp32 (for the pictures that overflowed: the others stay as they decode alone)."""
     dtype = compute_dtype(vae)
-    run = _decode_tiles if tiled and max(latents.shape[-2:]) > TILE else _decode_full
+    run = _decoder(vae, latents, tiled)
     with torch.no_grad():
         pixels = [run(vae, (latents[i:i + 1] / scale).to(dtype)) for i in range(latents.shape[0])]
         broken = [i for i, p in enumerate(pixels) if not torch.isfinite(p).all()]

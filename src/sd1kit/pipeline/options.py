@@ -331,8 +331,9 @@ OPTIONS: tuple[Option, ...] = (
            "exact batches: the UNet runs each picture alone, so picture i equals its seed run alone (off: one "
            "batched call, faster on a GPU, last bits may differ; not in the infotext, which pictures don't need)",
            example=False),
-    Option("tiled_vae", bool, False, None, "--tiled-vae", "sd1kit_tiled_vae", "decode in tiles: bounded memory "
-           "for large pictures (not in the infotext)", example=True),
+    Option("tiled_vae", bool, False, None, "--tiled-vae", "sd1kit_tiled_vae", "decode in bands of rows with each "
+           "GroupNorm's whole-picture statistics: the same pixels (fp32: within 0.01 grey level) in less memory; on "
+           "by itself past 1 MP (not in the infotext)", example=True),
     # inpainting (A1111's img2img with a mask)
     Option("mask_blur", int, 4, "Mask blur", "--mask-blur", "mask_blur", "mask blur radius", bounds=(0, 256),
            mode="img2img", when=_has_mask, written=lambda v, r, c: v or None, example=8, context=MASKED),

@@ -39,7 +39,7 @@ class GenerationRequest:
     init_image: Path | None = None  # img2img
     denoising_strength: float = 0.75
     emphasis: str = "original"
-    tiled_vae: bool = False  # decode in overlapping tiles: bounded memory for 1088x1088 and larger
+    tiled_vae: bool = False  # decode in bands (exact: whole-picture GroupNorm statistics); on by itself past 1 MP
     token_merging: float = 0.0  # fast mode: ToMe ratio (A1111's "Token merging ratio"; tomesd as A1111 sets it)
     deepcache: int = 0  # fast mode: whole UNet every N calls, the shallow branch between (0/1: off)
     vae_decoder: str = "Full"  # or "TAESD": the tiny decoder (fast mode; A1111's "VAE Decoder")
