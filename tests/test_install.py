@@ -28,6 +28,10 @@ class Hub:
         self.civitai_private: set[int] = set()  # version ids that answer 401
         self.corrupt: set[str] = set()  # keys served with one byte flipped (headers still say the real sha256)
         self.cut: dict[str, list[int]] = {}  # key -> bytes to send before cutting, one entry per response
+        self.no_etag: set[str] = set()  # keys served without an ETag
+        self.bad416: set[str] = set()  # keys that answer any Range with a bare 416 (no Content-Range)
+        self.endless: dict[str, int] = {}  # key -> 64 KiB chunks sent chunked, no Content-Length, whatever the file
+        self.redirect: dict[str, str] = {}  # /go/NAME -> Location
         self.versions: dict[int, dict] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.url = ""
@@ -99,6 +103,8 @@ def _handler(hub: Hub):
                 return self._send(307, {"Location": f"{hub.url}/storage/{parts[1]}?sig=x"})
             if parts[0] == "storage":
                 return self._serve(f"civitai/{parts[1]}", disposition=True)
+            if parts[0] == "go" and parts[1] in hub.redirect:
+                return self._send(302, {"Location": hub.redirect[parts[1]]})
             if parts[0] == "plain":  # a plain URL whose name only the Content-Disposition gives
                 return self._send(302, {"Location": f"/storage/{parts[1]}"})
             self._send(404)
@@ -110,11 +116,26 @@ def _handler(hub: Hub):
             if key in hub.corrupt:
                 data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
             headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()[:16]}"', "Accept-Ranges": "bytes"}
+            if key in hub.no_etag:
+                del headers["ETag"]
             if disposition:
                 name = hub.versions_name.get(key, "download.bin")
                 headers["Content-Disposition"] = f'attachment; filename="{name}"'
             start, code = 0, 200
             rng = self.headers.get("Range")
+            if rng and key in hub.bad416:
+                return self._send(416)
+            if key in hub.endless:  # a stream that never says how long it is, and does not stop
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for _ in range(hub.endless[key]):
+                        self.wfile.write(b"10000\r\n" + b"A" * 0x10000 + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client stopped reading, as it should
+                    self.close_connection = True
+                return
             if rng and rng.startswith("bytes="):
                 start = int(rng[6:].split("-")[0])
                 if start >= len(data):
@@ -408,3 +429,256 @@ yaml = "v-prediction"
     assert rows[str(placed)]["state"] == "known"
     text = cli("models", "scan", tmp_path / "m" / "models").out
     assert "WRONG FILE" in text and "known, not installed" in text
+
+
+def _downloader(**kw):
+    return download.Downloader(progress=False, backoff=0.0, log=lambda line: None, **kw)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*")) if folder.exists() else []
+
+
+def test_second_download_of_one_target_touches_nothing(hub, tmp_path):
+    """A1: the part is locked before it is truncated or its .json written, and stays locked until it is renamed;
+    the hash cached is the renamed file's."""
+    from sd1kit.formats.hashes import cache_path, read_cache
+
+    data = bytes(range(256)) * 400
+    hub.files["tester/race/f.bin"] = data
+    url, folder = f"{hub.url}/cdn/tester/race/f.bin", tmp_path / "dl"
+    part = folder / ".f.bin.sd1kit-download"
+    seen = {}
+
+    def choose(path: Path) -> Path:  # runs while the first download holds the verified part
+        seen["part"], seen["meta"] = path.read_bytes(), (folder / ".f.bin.sd1kit-download.json").read_bytes()
+        with pytest.raises(download.Sd1kitError, match="another sd1kit is downloading"):
+            _downloader().fetch(download.Remote(url=url, sha256=_sha(data), sha256_from="catalog"), folder, "f.bin")
+        seen["after"] = path.read_bytes(), (folder / ".f.bin.sd1kit-download.json").read_bytes()
+        return folder
+
+    got = _downloader().fetch(download.Remote(url=url, sha256=_sha(data), sha256_from="catalog"), folder, "f.bin",
+                              choose_folder=choose)
+    assert seen["part"] == data and seen["after"] == (seen["part"], seen["meta"])  # the second one changed nothing
+    assert got.path.read_bytes() == data and got.checked == "catalog" and not part.exists()
+    assert len(hub.seen("GET", "/cdn/")) == 1
+    cached = read_cache(cache_path())["files"][str(got.path.resolve())]["hashes"]["sha256"]
+    assert cached == _sha(got.path.read_bytes())
+
+
+def test_416_completes_only_a_whole_part(hub, tmp_path):
+    """A2: a 416 answer finishes a part only when Content-Range says bytes */N of the part's own size; otherwise the
+    whole file is asked for again."""
+    data = bytes(range(256)) * 40
+    key = "tester/r416/f.bin"
+    hub.files[key] = data
+    url, folder = f"{hub.url}/cdn/{key}", tmp_path / "dl"
+    folder.mkdir()
+    part, meta = folder / ".f.bin.sd1kit-download", folder / ".f.bin.sd1kit-download.json"
+    etag = f'"{_sha(data)[:16]}"'
+
+    def plant(body: bytes):
+        part.write_bytes(body)
+        meta.write_text(json.dumps({"url": url, "sha256": None, "etag": etag}))
+        (folder / "f.bin").unlink(missing_ok=True)
+        hub.requests.clear()
+
+    plant(data[:1000])  # a bare 416 (no Content-Range): not "whole", start again
+    hub.bad416.add(key)
+    got = _downloader().fetch(download.Remote(url=url), folder, "f.bin")
+    assert got.path.read_bytes() == data and got.status == "downloaded"
+    assert [h.get("range") for _, _, h in hub.seen("GET")] == ["bytes=1000-", None]
+    hub.bad416.clear()
+    plant(data + b"junk")  # 416 bytes */N with N not the part's size: start again
+    got = _downloader().fetch(download.Remote(url=url), folder, "f.bin")
+    assert got.path.read_bytes() == data and got.status == "downloaded"
+    assert [h.get("range") for _, _, h in hub.seen("GET")] == [f"bytes={len(data) + 4}-", None]
+    plant(data)  # 416 bytes */N with N the part's size: it was whole
+    got = _downloader().fetch(download.Remote(url=url), folder, "f.bin")
+    assert got.path.read_bytes() == data and got.status == "resumed" and len(hub.seen("GET")) == 1
+    assert _hidden(folder) == []
+
+
+def test_changed_file_is_not_spliced(hub, tmp_path):
+    """A3: with no hash and no ETag a part is not continued; with an ETag, a 206 of another ETag starts again."""
+    old, new = b"O" * 100_000, b"N" * 100_000
+    for key, etag in (("tester/plain/noetag.bin", False), ("tester/plain/etag.bin", True)):
+        hub.files[key] = old
+        if not etag:
+            hub.no_etag.add(key)
+        hub.cut[key] = [40_000]
+        url, folder = f"{hub.url}/cdn/{key}", tmp_path / key.rsplit("/", 1)[-1]
+        name = key.rsplit("/", 1)[-1]
+        with pytest.raises(download.Sd1kitError, match="interrupted"):
+            _downloader(retries=0).fetch(download.Remote(url=url), folder, name)
+        assert (folder / f".{name}.sd1kit-download").stat().st_size == 40_000
+        hub.files[key] = new  # the file changed on the server (which ignores If-Range)
+        hub.requests.clear()
+        got = _downloader().fetch(download.Remote(url=url), folder, name)
+        assert got.path.read_bytes() == new, key
+        ranges = [h.get("range") for _, _, h in hub.seen("GET")]
+        assert ranges == (["bytes=40000-", None] if etag else [None]), key
+        assert _hidden(folder) == []
+
+
+def test_download_stops_at_the_size_it_can_have(cli, hub, tiny_lyco, tmp_path, monkeypatch):
+    """A4: more bytes than expected stop the download and remove the part: Civitai's sizeKB, a catalog size, the
+    source's exact size, DEFAULT_LIMIT when nothing is known."""
+    from sd1kit.install.actions import size_limit
+
+    assert size_limit("2.13 GB") >= 2.13 * 1024 ** 3 and size_limit("2.13 GB") < 2.5 * 1024 ** 3
+    assert size_limit("581 B") < 10_000 and size_limit("1.21 kB") < 10_000 and size_limit("big") is None
+    models = tmp_path / "home" / "models"
+    _civitai_version(hub, 40, 41, "endless.safetensors", b"x" * 2000)
+    hub.endless["civitai/41"] = 200  # 12.5 MiB, chunked, for a file Civitai says is 2 kB
+    r = cli("get", "civitai:40@41", "--to", "lora")
+    assert r.code == 2 and "more than" in r.err and len(r.err.strip().splitlines()) == 1
+    assert _hidden(models) == [] and not list((models / "Lora").iterdir())
+    # nothing known but the stream itself: DEFAULT_LIMIT
+    monkeypatch.setattr(download, "DEFAULT_LIMIT", 1 << 20)
+    hub.files["tester/endless/e.bin"] = b""
+    hub.endless["tester/endless/e.bin"] = 200
+    with pytest.raises(download.Sd1kitError, match="more than the 1048576 bytes"):
+        _downloader().fetch(download.Remote(url=f"{hub.url}/cdn/tester/endless/e.bin"), tmp_path / "e", "e.bin")
+    assert _hidden(tmp_path / "e") == []
+    # the catalog's size bounds a Content-Length: refused before anything is written
+    hub.files["tester/big/big.safetensors"] = tiny_lyco
+    catalog = tmp_path / "mine.toml"
+    catalog.write_text(f'''[[model]]
+id = "tiny-big"
+name = "Tiny Big"
+kind = "lycoris"
+files = [{{ name = "big.safetensors", size = "1 kB", source = "{hub.url}/cdn/tester/big/big.safetensors" }}]
+''')
+    monkeypatch.setenv("SD1KIT_CATALOG", str(catalog))
+    r = cli("install", "tiny-big")
+    assert r.code == 2 and "offers" in r.err and _hidden(models) == []
+    # a part bigger than the Hub says the file is is not continued
+    data = tiny_lyco
+    hub.files["tester/hf/x.safetensors"] = data
+    folder = models / "LyCORIS"
+    (folder / ".x.safetensors.sd1kit-download").write_bytes(data + b"more")
+    (folder / ".x.safetensors.sd1kit-download.json").write_text(json.dumps({"url": "", "sha256": _sha(data)}))
+    hub.requests.clear()
+    r = cli("get", "hf:tester/hf/x.safetensors", "--to", "lycoris")
+    assert r.code == 0, r.err
+    assert (folder / "x.safetensors").read_bytes() == data and "range" not in hub.seen("GET", "/cdn/")[0][2]
+
+
+def test_civitai_token_goes_only_to_civitai(cli, hub, tiny_lyco, tmp_path, monkeypatch):
+    """A5: CIVITAI_API_TOKEN goes to the API and to a downloadUrl on the endpoint's own scheme and host only."""
+    import httpx
+
+    from sd1kit.install.remote import resolve
+
+    monkeypatch.setenv("CIVITAI_API_TOKEN", "SECRET-TOKEN")
+    _civitai_version(hub, 50, 51, "elsewhere.safetensors", tiny_lyco)
+    hub.versions[51]["files"][0]["downloadUrl"] = f"{hub.cdn}/storage/51"  # another host
+    r = cli("get", "civitai:50@51", "--to", "lycoris")
+    assert r.code == 0, r.err
+    assert hub.seen("GET", "/api/v1/model-versions/51")[0][2]["authorization"] == "Bearer SECRET-TOKEN"
+    assert "authorization" not in hub.seen("GET", "/storage/51")[0][2]
+    _civitai_version(hub, 52, 53, "own.safetensors", tiny_lyco + b"")
+    r = cli("get", "civitai:52@53", "--to", "lycoris", "--name", "own.safetensors")
+    assert r.code == 0, r.err
+    assert hub.seen("GET", "/api/download/models/53")[0][2]["authorization"] == "Bearer SECRET-TOKEN"
+
+    # an https endpoint whose answer names a plain-http downloadUrl: refused (no socket: a mock transport)
+    def answer(request):
+        return httpx.Response(200, json={"id": 5, "modelId": 1, "model": {"type": "LORA"}, "files": [
+            {"name": "x.safetensors", "primary": True, "downloadUrl": "http://cdn.example/x.safetensors"}]})
+
+    monkeypatch.setenv("SD1KIT_CIVITAI_ENDPOINT", "https://civitai.example")
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(download.Sd1kitError, match="plain-http download URL"):
+            resolve(parse_source("civitai:1@5"), client)
+
+
+def test_catalog_files_are_matched_by_specific_names_only(cli, hub, tiny_models, tiny_lyco, tmp_path, monkeypatch):
+    """A6: a generic name (model.ckpt, diffusion_pytorch_model.safetensors) is no catalog file's; a plain URL or a
+    Content-Disposition name that is a catalog file's must have its sha256."""
+    hub.files["tester/other/model.ckpt"] = b"not nai" * 100  # the packaged catalog's nai-v1 is .../model.ckpt
+    hub.files["tester/other/unet/diffusion_pytorch_model.safetensors"] = b"not nai either" * 100
+    for path in ("model.ckpt", "unet/diffusion_pytorch_model.safetensors"):
+        r = cli("get", f"hf:tester/other/{path}", "--to", "checkpoint")
+        assert r.code == 0 and "matches the Hugging Face's" in r.out and "catalog" not in r.err, r.err
+    ckpt = tiny_models["easyfluff"].read_bytes()
+    catalog = tmp_path / "mine.toml"
+    catalog.write_text(f'''[[model]]
+id = "tiny-fluff"
+name = "Tiny Fluff"
+kind = "checkpoint"
+files = [{{ name = "TinyFluff.safetensors", sha256 = "{_sha(ckpt)}" }}]
+''')
+    monkeypatch.setenv("SD1KIT_CATALOG", str(catalog))
+    hub.files["mirror/x/TinyFluff.safetensors"] = tiny_lyco  # a mirror's file of that name, not that file
+    r = cli("get", f"{hub.url}/cdn/mirror/x/TinyFluff.safetensors")
+    assert r.code == 2 and "sha256 mismatch" in r.err and _sha(ckpt) in r.err and "catalog" in r.err
+    hub.files["civitai/906"] = tiny_lyco  # the name only the Content-Disposition gives
+    hub.versions_name["civitai/906"] = "TinyFluff.safetensors"
+    r = cli("get", f"{hub.url}/plain/906")
+    assert r.code == 2 and "sha256 mismatch" in r.err and _sha(ckpt) in r.err
+    hub.files["mirror/x/TinyFluff.safetensors"] = ckpt
+    r = cli("get", f"{hub.url}/cdn/mirror/x/TinyFluff.safetensors")
+    assert r.code == 0 and "sha256 matches the catalog's" in r.out, r.err
+    assert (tmp_path / "home" / "models" / "Stable-diffusion" / "TinyFluff.safetensors").read_bytes() == ckpt
+
+
+def test_planted_links_are_refused(cli, hub, tmp_path):
+    """A7: a link (symbolic or hard) where the part or its .json goes is refused; what it points at is untouched."""
+    import os
+
+    hub.files["tester/link/f.safetensors"] = b"OVERWRITTEN" * 100
+    folder = tmp_path / "home" / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    part, meta = folder / ".f.safetensors.sd1kit-download", folder / ".f.safetensors.sd1kit-download.json"
+    for planted, how in ((part, os.symlink), (meta, os.symlink), (part, os.link)):
+        victim.write_text("precious\n")
+        how(victim, planted)
+        r = cli("get", "hf:tester/link/f.safetensors", "--to", "checkpoint")
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "remove it" in r.err, r.err
+        assert victim.read_text() == "precious\n" and not (folder / "f.safetensors").exists()
+        planted.unlink()
+
+
+def test_refusals_are_one_line(cli, hub, tiny_lyco, tmp_path):
+    """A8: a redirect to file:// (at once, no retries), https down to http, a malformed URL, a name too long, a file
+    of no known kind (nothing left behind), and a URL's query kept out of messages and the part's .json."""
+    import httpx
+
+    models = tmp_path / "home" / "models"
+    hub.redirect["file"] = "file:///etc/passwd"
+    r = cli("get", f"{hub.url}/go/file", "--to", "lora")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "not http(s)" in r.err, r.err
+    assert len(hub.seen("GET", "/go/file")) == 1 and _hidden(models) == []
+    r = cli("get", "http://[::1")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "not a valid URL" in r.err
+    hub.files["civitai/907"] = tiny_lyco
+    hub.versions_name["civitai/907"] = "é" * 200 + ".safetensors"
+    r = cli("get", f"{hub.url}/plain/907", "--to", "lycoris")
+    assert r.code == 2 and "too long" in r.err and "--name" in r.err and _hidden(models) == []
+    r = cli("get", f"{hub.url}/plain/907", "--to", "lycoris", "--name", "short.safetensors")
+    assert r.code == 0 and (models / "LyCORIS" / "short.safetensors").read_bytes() == tiny_lyco
+    hub.files["junk/junk.safetensors"] = b"no model at all" * 100
+    r = cli("get", f"{hub.url}/cdn/junk/junk.safetensors")
+    assert r.code == 2 and "cannot tell what kind" in r.err and _hidden(models) == []
+    r = cli("get", f"{hub.url}/cdn/missing.safetensors?token=SECRET")
+    assert r.code == 2 and "404" in r.err and "SECRET" not in r.err
+    hub.files["q/cut.safetensors"] = tiny_lyco
+    hub.cut["q/cut.safetensors"] = [1000, 1000, 1000]
+    r = cli("get", f"{hub.url}/cdn/q/cut.safetensors?token=SECRET", "--to", "lycoris")
+    assert r.code == 2 and "interrupted" in r.err and "SECRET" not in r.err, r.err
+    saved = (models / "LyCORIS" / ".cut.safetensors.sd1kit-download.json").read_text()
+    assert "SECRET" not in saved and "/cdn/q/cut.safetensors" in saved
+
+    # https redirected down to plain http: refused, nothing written (no socket: a mock transport)
+    def answer(request):
+        if request.url.scheme == "https":
+            return httpx.Response(302, headers={"Location": "http://cdn.example/f.bin"})
+        return httpx.Response(200, content=b"x" * 100)
+
+    with httpx.Client(transport=httpx.MockTransport(answer), follow_redirects=True) as client:
+        with pytest.raises(download.Sd1kitError, match="redirected from https to http://cdn.example/f.bin"):
+            _downloader(client=client).fetch(download.Remote(url="https://files.example/f.bin"), tmp_path / "m", "f.bin")
+    assert _hidden(tmp_path / "m") == []

@@ -33,18 +33,54 @@ class Placed:
         return f"{self.status}: {self.path} ({check})"
 
 
-def _catalog_hit(source_text: str | None = None, name: str | None = None, sha256: str | None = None):
+# file names many unrelated files share (diffusers and trainer defaults): never evidence of which file it is
+_GENERIC = re.compile(r"^(?:diffusion_pytorch_model|pytorch_model|model|models|weights?|checkpoint|last|final|"
+                      r"unet|vae|text_encoder|pytorch_lora_weights|learned_embeds|adapter_model|lora|embedding)"
+                      r"(?:[._-](?:fp16|fp32|bf16|ema|non_ema|noema|pruned|emaonly))*\.[A-Za-z0-9]+$", re.I)
+
+
+def generic_name(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return bool(_GENERIC.match(base)) or Path(base).suffix.lower() in (".json", ".txt", ".yaml", ".yml", ".md")
+
+
+def _same_file_name(candidate: str, catalog_name: str) -> bool:
+    """Whether a source's file name (a repo path, a URL's or a Content-Disposition name) names a catalog file: its
+    whole relative name, or that name ending a repo path; never a name many files share."""
+    if generic_name(catalog_name):
+        return False
+    candidate = candidate.strip("/")
+    return candidate == catalog_name or candidate.endswith("/" + catalog_name)
+
+
+def _catalog_hit(source_text: str | None = None, names=(), sha256: str | None = None):
+    """The catalog file a source is: by its source string, else by a specific file name, else by sha256."""
     from sd1kit.catalog.catalog import catalog, match_hash
 
     for record in catalog():
         for f in record.files:
             if source_text and f.source and f.source.strip() == source_text.strip():
                 return record, f
-    for record in catalog():
-        for f in record.files:
-            if name and f.name.rsplit("/", 1)[-1] == name:
-                return record, f
+    for candidate in [n for n in names if n]:
+        for record in catalog():
+            for f in record.files:
+                if _same_file_name(candidate, f.name):
+                    return record, f
     return match_hash(sha256=sha256) if sha256 else None
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b\s*$", re.I)
+
+
+def size_limit(text: str | None) -> int | None:
+    """The most bytes a catalog size ("2.13 GB", "335 MB", "581 B") can mean: rounded figures, and GB read as
+    GiB, plus 2%."""
+    m = _SIZE.match(text or "")
+    if not m:
+        return None
+    decimals = len(m[1].partition(".")[2])
+    upper = float(m[1]) + 0.5 * 10 ** -decimals
+    return int(upper * 1024 ** " kmgt".index(m[2].lower() or " ") * 1.02) + 4096
 
 
 def _expected(remote: Remote, given: str | None, file: FileRecord | None) -> None:
@@ -61,6 +97,8 @@ def _expected(remote: Remote, given: str | None, file: FileRecord | None) -> Non
                                             f"{file.name}: not the file the catalog describes; nothing was downloaded "
                                             "(give --sha256 to take it anyway)")
         remote.sha256, remote.sha256_from = file.sha256, "catalog"
+    if file is not None and (limit := size_limit(file.size)) is not None:
+        remote.limit = min(remote.limit or limit, limit)
 
 
 def _with_suffix(name: str | None, like: str | None) -> str | None:
@@ -75,8 +113,12 @@ def fetch_source(source_text: str, *, to: str | None = None, name: str | None = 
     """One source fetched and placed (plus sd1kit's yaml beside a v-prediction checkpoint the catalog knows)."""
     downloader = downloader or Downloader()
     root = models_root(models_dir)
-    remote = resolve(parse_source(source_text), downloader.client, variant)
-    hit = known or _catalog_hit(source_text, remote.name, remote.sha256)
+    source = parse_source(source_text)
+    remote = resolve(source, downloader.client, variant)
+    shown = remote.label or source_text
+    names = (source.path if source.scheme == "hf" else None, remote.name,
+             source.filename if source.scheme == "url" else None)
+    hit = known or _catalog_hit(source_text, names, remote.sha256)
     record, file = hit if hit else (None, None)
     _expected(remote, sha256, file)
     # a catalog file keeps the catalog's name (a folder distribution its relative path) when installed from its
@@ -84,20 +126,26 @@ def fetch_source(source_text: str, *, to: str | None = None, name: str | None = 
     relative = file.name if file is not None and name is None and (known is not None or remote.name is None) else None
     name = _with_suffix(name, remote.name) or (relative.rsplit("/", 1)[-1] if relative else remote.name)
     kind = to or (record.kind if record is not None and record.kind in FOLDERS else None) or remote.kind
+
+    def on_name(found: str) -> None:  # a name only the answer gives (Content-Disposition): a catalog file's?
+        nonlocal record, file
+        if record is None and (late := _catalog_hit(None, (found,), None)) is not None:
+            record, file = late
+            _expected(remote, sha256, file)
+
     if kind is not None:
         folder = folder_for(kind, root)
         if relative and "/" in relative:
             folder = folder / relative.rsplit("/", 1)[0]
-        fetched = downloader.fetch(remote, folder, name)
+        fetched = downloader.fetch(remote, folder, name, on_name=on_name)
     else:
         def choose(part: Path) -> Path:
-            found = detect_kind(part)
+            found = (record.kind if record is not None and record.kind in FOLDERS else None) or detect_kind(part)
             if found is None:
-                part.unlink(missing_ok=True)
-                raise Sd1kitError(source_text, "cannot tell what kind of model file this is; give --to KIND")
+                raise Sd1kitError(shown, "cannot tell what kind of model file this is; give --to KIND")
             return folder_for(found, root)
 
-        fetched = downloader.fetch(remote, root, name, choose_folder=choose)
+        fetched = downloader.fetch(remote, root, name, choose_folder=choose, on_name=on_name)
     placed = [Placed(fetched.path, fetched.sha256, fetched.status, fetched.checked, record.id if record else None)]
     if record is not None and record.kind == "checkpoint" and record.yaml == "v-prediction" \
             and fetched.path.suffix.lower() in (".safetensors", ".ckpt"):
@@ -234,7 +282,7 @@ def from_dir(folder, models_dir=None) -> tuple[list[Placed], list[str]]:
         sha = file_hashes(path).sha256
         hit = match_hash(sha256=sha)
         if hit is None:
-            named = _catalog_hit(name=path.name)
+            named = _catalog_hit(names=(path.name,))
             why = (f"named as {named[1].name} of {named[0].id} but its sha256 {sha} is not the catalog's "
                    f"{named[1].sha256}") if named and named[1].sha256 else f"sha256 {sha} is not in the catalog"
             skipped.append(f"{path}: {why}; not placed")

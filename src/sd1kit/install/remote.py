@@ -11,18 +11,23 @@ verified, then renamed, resumable from that part.
 
 Civitai: `GET {SD1KIT_CIVITAI_ENDPOINT or https://civitai.com}/api/v1/model-versions/{id}` (a model without a version:
 `/api/v1/models/{id}` and its first, newest, version), the primary file (or the one of the asked precision), its
-SHA256, and its downloadUrl (redirects followed); `CIVITAI_API_TOKEN` goes as `Authorization: Bearer`.
+SHA256, its sizeKB (a bound on the download's size), and its downloadUrl (redirects followed);
+`CIVITAI_API_TOKEN` goes as `Authorization: Bearer` to the API, and to the downloadUrl only when that is on the
+endpoint's own scheme and host (a downloadUrl elsewhere gets no token; a plain-http one under an https endpoint is
+refused).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from urllib.parse import urlparse
 
 import httpx
 
 from sd1kit.errors import Sd1kitError
-from sd1kit.install.download import Remote, safe_name
+from sd1kit.install.download import Remote, safe_name, shown_url
 from sd1kit.install.sources import AIR_KINDS, Source
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -43,7 +48,7 @@ def resolve(source: Source, client: httpx.Client, variant: str | None = None) ->
         return _hf(source)
     if source.scheme == "civitai":
         return _civitai(source, client, variant)
-    return Remote(url=source.url, name=None, label=source.text, kind=source.kind)
+    return Remote(url=source.url, name=None, label=shown_url(source.text), kind=source.kind)
 
 
 def _hf(source: Source) -> Remote:
@@ -142,7 +147,21 @@ def _civitai(source: Source, client: httpx.Client, variant: str | None) -> Remot
     if sha and not _HEX64.match(sha):
         sha = None
     kind = source.kind or CIVITAI_TYPES.get(str(model_type or "").lower()) or AIR_KINDS.get(str(model_type or "").lower())
-    return Remote(url=chosen["downloadUrl"], name=safe_name(chosen.get("name")), sha256=sha,
-                  sha256_from="civitai" if sha else None,
-                  headers=headers, token_var="CIVITAI_API_TOKEN", kind=kind,
+    url = str(chosen["downloadUrl"])
+    try:
+        where, endpoint = urlparse(url), urlparse(civitai_endpoint())
+    except ValueError:
+        raise Sd1kitError(label, f"civitai gives a download URL that is not one: {shown_url(url)!r}") from None
+    if where.scheme.lower() not in ("http", "https") or not where.netloc:
+        raise Sd1kitError(label, f"civitai gives a download URL that is not http(s): {shown_url(url)!r}")
+    if endpoint.scheme.lower() == "https" and where.scheme.lower() != "https":
+        raise Sd1kitError(label, f"civitai gives a plain-http download URL ({shown_url(url)}); refused")
+    own = (where.scheme.lower(), where.netloc.lower()) == (endpoint.scheme.lower(), endpoint.netloc.lower())
+    size_kb = chosen.get("sizeKB")
+    limit = None
+    if isinstance(size_kb, (int, float)) and not isinstance(size_kb, bool) and math.isfinite(size_kb) and size_kb > 0:
+        limit = math.ceil(size_kb * 1024 * 1.01) + 4096  # sizeKB is bytes / 1024, as a float: a bound, not exact
+    return Remote(url=url, name=safe_name(chosen.get("name")), sha256=sha,
+                  sha256_from="civitai" if sha else None, limit=limit,
+                  headers=headers if own else {}, token_var="CIVITAI_API_TOKEN", kind=kind,
                   label=label)

@@ -48,7 +48,9 @@ class Source:
 
 
 def _bad(text: str, why: str):
-    raise Sd1kitError("source", f"{text!r}: {why}")
+    from sd1kit.install.download import shown_url
+
+    raise Sd1kitError("source", f"{shown_url(text) if '://' in text else text!r}: {why}")
 
 
 def _hf(text: str, repo_path: str, revision: str | None) -> Source:
@@ -101,7 +103,11 @@ def parse_source(text: str) -> Source:
         return Source("civitai", text, model_id=_int(text, model, "model"), version_id=_int(text, version, "version"),
                       kind=AIR_KINDS.get(kind.lower()))
     if low.startswith(("https://", "http://")):
-        u = urlparse(s)
+        try:
+            u = urlparse(s)
+            u.port  # noqa: B018 - a bad port is found here, not later
+        except ValueError as e:
+            _bad(text, f"not a valid URL ({e})")
         host = u.netloc.lower()
         if host in _hf_hosts():
             m = re.match(r"^/(?:(?:models|datasets|spaces)/)?([^/]+/[^/]+)/(?:resolve|blob)/([^/]+)/(.+)$", u.path)
