@@ -30,6 +30,8 @@ def client(tmp_path_factory, tiny_models):
     write_synthetic_adapter(models / "Lora" / "style.safetensors", shapes)
     write_synthetic_adapter(models / "LyCORIS" / "hll.safetensors", shapes, algorithm="loha")
     Image.new("RGB", (16, 16), "red").save(models / "Lora" / "style.preview.png")
+    write_synthetic_adapter(models / "Lora" / "odd #1 ?50%.safetensors", shapes)  # a name URLs must quote
+    Image.new("RGB", (8, 8), "blue").save(models / "Lora" / "odd #1 ?50%.preview.png")
     outside = root / "secret.png"
     Image.new("RGB", (4, 4)).save(outside)
     (models / "LyCORIS" / "hll.preview.png").symlink_to(outside)  # a preview pointing outside is not served
@@ -60,7 +62,8 @@ def test_options_table_endpoint(client):
 def test_networks_with_their_previews(client):
     nets = client.get("/sd1kit/v1/networks").json()
     rows = {r["name"]: r for r in nets["lora"]}
-    assert set(rows) == {"style", "hll"} and rows["style"]["tag"] == "<lora:style:1>"
+    assert set(rows) == {"style", "hll", "odd #1 ?50%"} and rows["style"]["tag"] == "<lora:style:1>"
+    assert client.get(rows["odd #1 ?50%"]["preview"]).status_code == 200
     assert rows["hll"]["folder"] == "LyCORIS" and rows["hll"]["preview"] is None  # its preview is outside
     r = client.get(rows["style"]["preview"])
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"

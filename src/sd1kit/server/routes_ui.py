@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
@@ -76,8 +77,8 @@ async def networks(state: State):
             for folder, path in _network_files(state, kind):
                 rel = path.relative_to(folder).as_posix()
                 rows.append({"name": path.stem, "tag": _tag(kind, path.stem), "file": rel,
-                             "folder": folder.name, "preview": f"/sd1kit/v1/preview/{kind}/{folder.name}/{rel}"
-                             if _preview(folder, path) else None})
+                             "folder": folder.name, "preview": f"/sd1kit/v1/preview/{kind}/{folder.name}/"
+                             + quote(rel) if _preview(folder, path) else None})  # "#", "?", "%" in names
             out[kind] = rows
         return out
     return await asyncio.to_thread(listing)
