@@ -265,8 +265,10 @@ def test_catalog_v_model_is_the_same_through_library_cli_and_api(catalog_v_model
     from sd1kit.pipeline.model import load_model
     from sd1kit.server.app import ServerConfig, create_app
 
+    from sd1kit.pipeline.runtime import resolve_runtime
+
     request = GenerationRequest(prompt="1girl, smile", negative_prompt="lowres", steps=3, width=64, height=64, seed=5)
-    lib = generate(request, load_model(catalog_v_model))
+    lib = generate(request, load_model(catalog_v_model, runtime=resolve_runtime(device="cpu")))  # the surfaces' auto
     settings = lib.plan.settings
     assert (settings["prediction"].value, settings["prediction"].source) == ("v", "catalog:my-vmodel")
     assert settings["zero_terminal_snr"].value is True and settings["clip_skip"].value == 2

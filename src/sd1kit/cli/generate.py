@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sd1kit.adapters.library import models_lora_dir
 from sd1kit.pipeline.option_surfaces import add_cli_flags
+from sd1kit.pipeline.runtime import add_runtime_flags
 from sd1kit.errors import Sd1kitError
 
 
@@ -32,7 +33,7 @@ def _generate_request(args):
         given["enable_hr"] = True
     request = request.given("cli", **given)
     model_path = resolve_file(args.model, "Stable-diffusion")
-    return request.with_(**_resources(args, fields, model_path))
+    return request.with_(**_resources(args, fields, model_path)), fields
 
 
 def _hires_options():
@@ -127,29 +128,28 @@ def _cmd_generate(args) -> int:
     from sd1kit.pipeline.plan import plan
     from sd1kit.sampling.registry import resolve_sampler
 
-    request = _generate_request(args)
+    from sd1kit.pipeline.runtime import runtime_from_args
+
+    request, fields = _generate_request(args)
     resolve_sampler(request.sampler, request.schedule)  # a bad name fails before any model is loaded
-    the_plan = plan(request, _load(args, request))
+    runtime = runtime_from_args(args, fields, request=request)
+    the_plan = plan(request, _load(args, request, runtime))
     if args.dry_run:
         print(json.dumps(the_plan.as_json(), indent=2, ensure_ascii=False))
         return 0
     return _run(args, the_plan)
 
 
-def _load(args, request):
-    import torch
-
-    from sd1kit.pipeline.device import cpu_has_bf16, pick_device, pick_dtype
+def _load(args, request, runtime):
     from sd1kit.pipeline.model import load_model
+    from sd1kit.pipeline.runtime import slow_precision_note
 
-    device = pick_device(args.device)
-    dtype = pick_dtype(args.dtype, device)
-    if device == "cpu" and dtype != torch.float32 and not cpu_has_bf16() and not args.quiet:
-        print(f"sd1kit: this CPU has no bf16/fp16 dot products: {args.dtype} runs about 50x slower than fp32 here "
-              "(bench/perf.py); --low-memory gives 16-bit weights with fp32 compute", file=sys.stderr)
+    for note in (*runtime.notes, slow_precision_note(runtime)):
+        if note and not args.quiet:
+            print(f"sd1kit: {note}", file=sys.stderr)
     # an explicit prediction type spares the probe; the plan decides either way
-    return load_model(request.model, device=device, dtype=dtype, prediction=request.prediction,
-                      zero_terminal_snr=request.zero_terminal_snr, low_memory=args.low_memory)
+    return load_model(request.model, prediction=request.prediction, zero_terminal_snr=request.zero_terminal_snr,
+                      runtime=runtime)
 
 
 def _run(args, the_plan) -> int:
@@ -215,12 +215,8 @@ def _add_controlnet_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Precision, device and output."""
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
-                   help="compute precision; auto: bf16 on CPUs with bf16 dot products, fp16 on CUDA, else fp32")
-    p.add_argument("--low-memory", action="store_true",
-                   help="keep weights in 16 bits and compute each layer in --dtype only while it runs")
-    p.add_argument("--device", default="auto")
+    """Device, precision, backend and output."""
+    add_runtime_flags(p)
     p.add_argument("--out", default="outputs")
     p.add_argument("--format", choices=("png", "jpg", "webp"), default="png")
     p.add_argument("--dry-run", action="store_true", help="print the plan as JSON (every setting with its source, "

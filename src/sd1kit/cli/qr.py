@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sd1kit.pipeline.options import parse_pair
 from sd1kit.errors import Sd1kitError
+from sd1kit.pipeline.runtime import add_runtime_flags
 
 
 def _cmd_qr(args) -> int:
@@ -31,10 +32,9 @@ def _cmd_qr(args) -> int:
     request = GenerationRequest(model=resolve_file(args.model, "Stable-diffusion")).given(
         "cli", prompt=args.prompt, negative_prompt=args.negative or "", steps=args.steps, cfg_scale=args.cfg,
         seed=args.seed, width=w, height=h, sampler=args.sampler)
-    from sd1kit.pipeline.device import pick_device, pick_dtype
+    from sd1kit.pipeline.runtime import runtime_from_args
 
-    device = pick_device(args.device)
-    model = load_model(request.model, device=device, dtype=pick_dtype(args.dtype, device))
+    model = load_model(request.model, runtime=runtime_from_args(args, request=request.with_(controlnets=[args.controlnet])))
     code = QRCode(args.text, args.error, args.module_size, args.border)
     results = qr_generate(code, resolve_file(args.controlnet, "ControlNet"), request, model, weights)
     for r in results:
@@ -68,8 +68,7 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--seed", type=int, default=-1)
     p.add_argument("--sampler", default="DPM++ 2M Karras")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
-    p.add_argument("--device", default="auto")
+    add_runtime_flags(p)
     p.add_argument("--out", default="outputs")
     p.add_argument("--quiet", action="store_true")
 

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.pipeline.runtime import add_runtime_flags
 
 
 def _cmd_serve(args) -> int:
+    from sd1kit.pipeline.runtime import resolve_runtime
     from sd1kit.server.app import ServerConfig, check_bind, create_app
 
     auth = None
@@ -20,7 +22,9 @@ def _cmd_serve(args) -> int:
         auth = (user, password)
     check_bind(args.host, auth, args.insecure_no_auth)
     root = Path(args.models_dir) if args.models_dir else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
-    config = ServerConfig(root if root.is_dir() else None, auth, args.queue, args.device, args.dtype, args.model)
+    config = ServerConfig(root if root.is_dir() else None, auth, args.queue, args.device or "auto", args.dtype,
+                          args.model, args.backend, bool(args.low_memory))
+    resolve_runtime(config.device, config.dtype, config.backend, config.low_memory or None, "serve")  # bad: 1 line
     import uvicorn
 
     print(f"sd1kit serve: http://{args.host}:{args.port}/ (API: /sdapi/v1, docs: /docs)", file=sys.stderr)
@@ -37,6 +41,5 @@ def add_parser(sub) -> None:
     p.add_argument("--auth", metavar="USER:PASS", help="HTTP basic authentication (required off loopback)")
     p.add_argument("--insecure-no-auth", action="store_true", help="listen off loopback without authentication")
     p.add_argument("--queue", type=int, default=16, help="jobs that may wait (a full queue answers 429)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
+    add_runtime_flags(p)
     p.set_defaults(func=_cmd_serve)

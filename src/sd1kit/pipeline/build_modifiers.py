@@ -51,7 +51,6 @@ def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:
     """The prompt's `<lora:...>` / `<lyco:...>` files found and stacked, with the infotext's `Lora hashes`."""
     from sd1kit.adapters.file import open_adapter
     from sd1kit.adapters.library import find_adapter, request_folders, short_hash
-    from sd1kit.adapters.live import live_shapes
     from sd1kit.adapters.stack import ActiveAdapter, AdapterStack
     from sd1kit.merge.blocks import parse_lbw
 
@@ -71,7 +70,7 @@ def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:
         names.append(str(path))
     if not adapters:
         return None
-    return LoraModifier(AdapterStack(adapters, live_shapes(model.modules)), hashes, names)
+    return LoraModifier(AdapterStack(adapters, model.weight_shapes()), hashes, names)
 
 
 def embeddings_for(request, model, passes, warnings: list[str]):

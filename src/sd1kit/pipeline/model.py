@@ -14,8 +14,9 @@ from sd1kit.formats.hashes import file_identity
 from sd1kit.models.build import SD1Modules, load_modules
 from sd1kit.models.probe import cached_probe
 from sd1kit.models.tokenizer import clip_tokenizer
-from sd1kit.pipeline.device import compute_dtype, return_freed_memory
+from sd1kit.pipeline.device import DTYPES, compute_dtype, return_freed_memory
 from sd1kit.pipeline.options import Resolved
+from sd1kit.pipeline.runtime import Runtime
 from sd1kit.report import inspect_path
 from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
 
@@ -38,6 +39,14 @@ class LoadedModel:
     # default): prediction, zero_terminal_snr, and where known clip_skip, cfg_rescale, size. The plan uses them
     # for settings the request leaves unset.
     defaults: dict = field(default_factory=dict)
+    runtime: Runtime | None = None  # how it computes (device, precision, backend), each with its source
+    adapter_shapes: dict | None = None  # the torch weights' LDM keys and shapes, where the modules are not torch's
+
+    def weight_shapes(self) -> dict:
+        """What a LoRA stack is matched against: the UNet's and text encoder's LDM keys and shapes."""
+        from sd1kit.adapters.live import live_shapes
+
+        return self.adapter_shapes if self.adapter_shapes is not None else live_shapes(self.modules)
 
     @property
     def tokenizer(self):
@@ -168,20 +177,55 @@ _CACHE: dict[tuple, LoadedModel] = {}
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32, prediction: str | None = None,
-               zero_terminal_snr: bool | None = None, low_memory: bool = False) -> LoadedModel:
+               zero_terminal_snr: bool | None = None, low_memory: bool = False,
+               runtime: Runtime | None = None) -> LoadedModel:
     """Load (or reuse) a checkpoint for generation (default: the built-in demo model). Refuses what is not a
-    runnable SD1 checkpoint. low_memory: weights stored in 16 bits, each layer computed in `dtype` only while it
-    runs."""
+    runnable SD1 checkpoint. `runtime` (pipeline.runtime.resolve_runtime: device, precision, backend,
+    --low-memory) takes the place of device / dtype / low_memory, which are the library's plain torch path.
+    low_memory: weights stored in 16 bits, each layer computed in `dtype` only while it runs."""
     if path is None:
         from sd1kit.demo import demo_model
 
         path = demo_model(BUILTIN_NAME)
-    device = torch.device(device)
-    key = (file_identity(path), str(device), dtype, prediction, zero_terminal_snr, low_memory)
+    runtime = runtime or torch_runtime(device, dtype, low_memory)
+    key = (file_identity(path), runtime.device, runtime.dtype, runtime.backend, prediction, zero_terminal_snr,
+           runtime.low_memory)
     if key in _CACHE:
         return _CACHE[key]
-    if low_memory:
+    if runtime.low_memory:
         return_freed_memory()
+    ins = _inspected(path, prediction, zero_terminal_snr)
+    raw = load_modules(ins.source.load_state_dict(), where=str(path))
+    place = lambda m: place_modules(m, torch.device(runtime.device), runtime.torch_dtype,  # noqa: E731
+                                    runtime.low_memory)
+    if runtime.backend == "auto":
+        from sd1kit.pipeline.backend_choice import choose
+
+        file_dtype = next(raw.unet.parameters()).dtype
+        runtime = runtime.with_backend(choose(raw, place, runtime.dtype))
+        if runtime.backend == "openvino" and next(raw.unet.parameters()).dtype != file_dtype:
+            raw = load_modules(ins.source.load_state_dict(), where=str(path))  # measuring placed them for torch
+    modules = raw if runtime.backend == "openvino" else place(raw)
+    name = Path(path).stem if Path(path).is_file() else Path(path).name
+    defaults = model_defaults(path, ins, modules)
+    if runtime.backend == "openvino":
+        from sd1kit.pipeline.openvino_backend import openvino_modules, precision_of
+
+        from sd1kit.adapters.live import live_shapes
+
+        shapes = live_shapes(raw)
+        modules = openvino_modules(raw, precision=precision_of(runtime.dtype))
+        del raw
+    pred, ztsnr = defaults["prediction"].value, defaults["zero_terminal_snr"].value
+    schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
+    compute = torch.float32 if runtime.backend == "openvino" else runtime.torch_dtype
+    return _remember(key, LoadedModel(name, Path(path), (ins.hashes or {}).get("a1111_short"), modules, pred, ztsnr,
+                                      schedule, torch.device(runtime.device), compute, list(ins.warnings), defaults,
+                                      runtime, shapes if runtime.backend == "openvino" else None))
+
+
+def _inspected(path, prediction, zero_terminal_snr):
+    """The file inspected, refused in one line unless it is a complete SD1 checkpoint."""
     ins = inspect_path(path, prediction=prediction, ztsnr=zero_terminal_snr)
     if ins.refusal:
         raise Sd1kitError(path, ins.refusal)
@@ -191,13 +235,22 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     missing = [c for c in ("unet", "vae", "text_encoder") if not d.components[c]["present"]]
     if missing:
         raise Sd1kitError(path, f"checkpoint without {', '.join(missing)}: pass a complete checkpoint")
-    modules = place_modules(load_modules(ins.source.load_state_dict(), where=str(path)), device, dtype, low_memory)
-    name = Path(path).stem if Path(path).is_file() else Path(path).name
-    defaults = model_defaults(path, ins, modules)
-    pred, ztsnr = defaults["prediction"].value, defaults["zero_terminal_snr"].value
-    schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
-    return _remember(key, LoadedModel(name, Path(path), (ins.hashes or {}).get("a1111_short"), modules, pred, ztsnr,
-                                      schedule, device, dtype, list(ins.warnings), defaults))
+    return ins
+
+
+def file_modules(model: LoadedModel) -> SD1Modules:
+    """The torch modules of a loaded model's file, in the file's precision, built afresh (an OpenVINO model keeps
+    none: a LoRA is baked into these and converted)."""
+    ins = _inspected(model.path, None, None)
+    return load_modules(ins.source.load_state_dict(), where=str(model.path))
+
+
+def torch_runtime(device="cpu", dtype: torch.dtype = torch.float32, low_memory: bool = False) -> Runtime:
+    """The library's plain path: torch, on the device and in the precision given."""
+    name = next(k for k, v in DTYPES.items() if v == dtype)
+    return Runtime(str(torch.device(device)), name, "torch", low_memory,
+                   {"device": Resolved(str(torch.device(device)), "library"), "dtype": Resolved(name, "library"),
+                    "backend": Resolved("torch", "library"), "low_memory": Resolved(low_memory, "library")})
 
 
 def random_tiny_model(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -210,7 +263,7 @@ def random_tiny_model(device: str | torch.device = "cpu", dtype: torch.dtype = t
     defaults = {"prediction": Resolved(prediction, "model"), "zero_terminal_snr": Resolved(zero_terminal_snr, "model")}
     return LoadedModel("sd1kit-tiny", None, None, place_modules(tiny_modules(seed=0), device, dtype), prediction,
                        zero_terminal_snr, DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=zero_terminal_snr)),
-                       device, dtype, [], defaults)
+                       device, dtype, [], defaults, torch_runtime(device, dtype))
 
 
 def _remember(key: tuple, loaded: LoadedModel) -> LoadedModel:

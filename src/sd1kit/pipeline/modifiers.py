@@ -61,7 +61,16 @@ class LoraModifier(Modifier):
     @contextmanager
     def applied(self, model):
         from sd1kit.adapters.live import adapters_applied
+        from sd1kit.pipeline.openvino_backend import baked_modules, is_openvino
 
+        if is_openvino(model.modules.unet):  # baked into the file's weights and converted (cached)
+            saved = model.modules
+            model.modules = baked_modules(model, self.stack)
+            try:
+                yield
+            finally:
+                model.modules = saved
+            return
         with adapters_applied(model.modules, self.stack):
             yield
 

@@ -14,6 +14,7 @@ TAESD decodes with its own torch module; ControlNet, DeepCache and token merging
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -72,6 +73,13 @@ def pick_precision() -> str:
     return "bf16" if cpu_has_bf16() else "f32"
 
 
+def precision_of(dtype: str) -> str:
+    """OpenVINO's inference precision for one of our --dtype names."""
+    if dtype == "fp16":
+        raise Sd1kitError("--backend openvino", "computes in bf16 or fp32 on the CPU, not fp16: --dtype bf16 or fp32")
+    return {"bf16": "bf16", "fp32": "f32"}[dtype]
+
+
 def cache_root() -> Path:
     base = os.environ.get("SD1KIT_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sd1kit")
@@ -84,6 +92,9 @@ def check_modifiers(modifiers) -> None:
         kind = m if isinstance(m, str) else m.kind
         if kind in REFUSED:
             raise Sd1kitError("--backend openvino", REFUSED[kind])
+        if kind == "lora" and getattr(m, "only", None):
+            raise Sd1kitError("--backend openvino", "a hires prompt with its own LoRAs does not run on the OpenVINO "
+                                                    "backend yet: use --backend torch")
 
 
 # --- weights identity ---
@@ -194,10 +205,19 @@ def _convert(spec: _Spec, xml: Path, fp16: bool) -> None:
     print(f"converting the {label} to OpenVINO (once per model and adapters; cached in {xml.parent}) ...",
           file=sys.stderr, flush=True)
     t = time.perf_counter()
+    dtype = next(spec.weights.parameters()).dtype
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's TracerWarnings about diffusers' shape checks
-        model = ov.convert_model(spec.graph, example_input=spec.example,
-                                 input=[ov.PartialShape(s) for s in spec.dynamic])
+        # traced in fp32 (a 16-bit file's weights are stored back in fp16, losslessly): the IR then computes in
+        # the precision it is compiled for, not in the file's
+        spec.weights.float()
+        spec.graph.dtype = torch.float32
+        try:
+            model = ov.convert_model(spec.graph, example_input=spec.example,
+                                     input=[ov.PartialShape(s) for s in spec.dynamic])
+        finally:
+            spec.weights.to(dtype)  # lossless: the values came from `dtype`
+            spec.graph.dtype = dtype
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmp = xml.with_name(xml.stem + f".tmp{os.getpid()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=fp16)
@@ -439,7 +459,37 @@ def openvino_model(model, adapters=None, modifiers=(), **options):
 
         with adapters_applied(model.modules, adapters):
             modules = openvino_modules(model.modules, **options)
-    return dataclasses.replace(model, modules=modules, warnings=list(model.warnings))
+    from sd1kit.adapters.live import live_shapes
+
+    return dataclasses.replace(model, modules=modules, warnings=list(model.warnings),
+                               adapter_shapes=live_shapes(model.modules))
+
+
+_BAKED: dict = {}  # the last LoRA set baked, per model file: (key, modules)
+
+
+def baked_modules(model, stack):
+    """`model`'s modules (an OpenVINO model's) with the UNet and text encoder of its file's weights with `stack`
+    baked in, converted (the IR cached on disk by the baked weights' hash; the last set kept in memory)."""
+    key = (str(model.path), model.runtime.dtype if model.runtime else None,
+           tuple((str(a.file.path), a.te, a.unet, a.dyn, tuple(sorted((a.blocks or {}).items())))
+                 for a in stack.adapters))
+    held = _BAKED.get("last")
+    if held is None or held[0] != key:
+        _BAKED.clear()
+        from sd1kit.adapters.live import adapters_applied
+        from sd1kit.pipeline.model import file_modules
+
+        raw = file_modules(model)
+        precision = precision_of(model.runtime.dtype) if model.runtime else None
+        with adapters_applied(raw, stack):
+            converted = openvino_modules(raw, ("unet", "text_encoder"), precision)
+        _BAKED["last"] = (key, converted, copy.deepcopy(stack.reports))
+        del raw
+    _, converted, reports = _BAKED["last"]
+    for mine, held in zip(stack.reports, reports):  # what applying them reported, for this plan's stack
+        mine.applied, mine.unused, mine.mismatched = dict(held.applied), list(held.unused), list(held.mismatched)
+    return dataclasses.replace(model.modules, unet=converted.unet, text_encoder=converted.text_encoder)
 
 
 def is_openvino(module) -> bool:

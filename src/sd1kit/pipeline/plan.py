@@ -102,7 +102,9 @@ class GenerationPlan:
                     params[key] = value
         if "TI hashes" in self.params:
             params["TI hashes"] = self.params["TI hashes"]
-        params = {**params, **infotext_params(r, ctx, late=True), **r.extra, "Version": f"sd1kit {__version__}"}
+        runtime = self.model.runtime.params() if self.model.runtime else {}
+        params = {**params, **infotext_params(r, ctx, late=True), **r.extra, **runtime,
+                  "Version": f"sd1kit {__version__}"}
         return create_infotext(r.prompt, r.negative_prompt, a1111_order(params))
 
     def as_json(self) -> dict:
@@ -110,6 +112,7 @@ class GenerationPlan:
         return {
             "model": {"name": self.model.name, "path": str(self.model.path) if self.model.path else None,
                       "hash": self.model.short_hash},
+            "runtime": self.model.runtime.as_json() if self.model.runtime else None,
             "settings": {k: v.as_json() for k, v in self.settings.items()},
             "prediction": self.prediction,
             "passes": [p.as_json(self.request.old_prompt_editing) for p in self.passes],
@@ -156,6 +159,10 @@ def plan(request: GenerationRequest, model: LoadedModel) -> GenerationPlan:
     hires_networks = (parse_extra_networks(request.hr_prompt)[1] if request.enable_hr and request.hr_prompt is not None
                       else None)
     modifiers = build_modifiers(request, model, networks, warnings, hires_networks)
+    if model.runtime is not None and model.runtime.backend == "openvino":
+        from sd1kit.pipeline.openvino_backend import check_modifiers
+
+        check_modifiers(modifiers)
     embeddings, used = embeddings_for(request, model, passes, warnings)
     ztsnr = bool(settings["zero_terminal_snr"].value)
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr,
@@ -312,8 +319,12 @@ def _with_vae(model: LoadedModel, request: GenerationRequest) -> tuple[LoadedMod
     from sd1kit.pipeline.vae import load_vae
 
     external = load_vae(request.vae, model.device, model.dtype)
-    return replace(model, modules=replace(model.modules, vae=external.module)), \
-        {"VAE hash": external.short_hash, "VAE": external.name}
+    modules = replace(model.modules, vae=external.module)
+    if model.runtime is not None and model.runtime.backend == "openvino":
+        from sd1kit.pipeline.openvino_backend import openvino_modules, precision_of
+
+        modules = openvino_modules(modules, ("vae_decoder", "vae_encoder"), precision_of(model.runtime.dtype))
+    return replace(model, modules=modules), {"VAE hash": external.short_hash, "VAE": external.name}
 
 
 def embeddings_folder(request: GenerationRequest) -> Path | None:

@@ -24,13 +24,13 @@ async def latent_upscale_modes():
 @router.get("/sdapi/v1/cmd-flags")
 async def cmd_flags(state: State):
     """A1111 answers with its command-line flags; these are the ones sd1kit has, under A1111's names."""
-    config = state.config
+    config, runtime = state.config, state.runtime()
     return {"api": True, "nowebui": False, "listen": False, "ckpt_dir": _folder(state, "Stable-diffusion"),
             "vae_dir": _folder(state, "VAE"), "lora_dir": _folder(state, "Lora"),
             "lyco_dir": _folder(state, "LyCORIS"), "hypernetwork_dir": _folder(state, "hypernetworks"),
             "embeddings_dir": str(state.embeddings_folder()) if state.embeddings_folder() else None,
-            "api_auth": "***" if config.auth else None, "no_half": config.dtype == "fp32",
-            "use_cpu": ["all"] if config.device == "cpu" else []}
+            "api_auth": "***" if config.auth else None, "no_half": runtime.dtype == "fp32",
+            "use_cpu": ["all"] if runtime.device == "cpu" else [], "sd1kit_runtime": runtime.label}
 
 
 @router.get("/sdapi/v1/prompt-styles")

@@ -111,7 +111,7 @@ class GenerationJob:
         state.model_title = self.wanted or previous
         done = False
         try:
-            the_plan = plan(request, state.load(job))
+            the_plan = plan(request, state.load(job, request))
             if self.dry:
                 return {"plan": the_plan.as_json()}
             job.steps = sum(p.steps for p in the_plan.passes) * request.batch_count

@@ -28,8 +28,10 @@ class ServerConfig:
     auth: tuple[str, str] | None = None
     queue_size: int = 16
     device: str = "cpu"  # or "auto"
-    dtype: str = "fp32"
+    dtype: str | None = None  # None: auto (pipeline.runtime)
     model: str | None = None  # a title, name or hash of the model to start with (default: the built-in)
+    backend: str | None = None  # None: auto
+    low_memory: bool = False
 
 
 @dataclass
@@ -77,15 +79,25 @@ class ServerState:
         candidates.append(Path(os.environ.get("SD1KIT_HOME", ".")) / "embeddings")
         return next((c for c in candidates if c.is_dir()), None)
 
-    def load(self, job=None):
-        """The model titled `model_title`, loaded once (run on the job queue's worker)."""
-        from sd1kit.pipeline.device import pick_device, pick_dtype
+    def runtime(self, request=None):
+        """How the server computes (its --device / --dtype / --backend); `request`: a job whose modifiers only
+        torch runs moves `auto` to torch for that job."""
+        from sd1kit.pipeline.runtime import resolve_runtime
+
+        c = self.config
+        return resolve_runtime(c.device, c.dtype, c.backend, c.low_memory or None, "serve", request=request)
+
+    def load(self, job=None, request=None):
+        """The model titled `model_title` on the runtime `request` needs, loaded once (run on the job queue's
+        worker)."""
         from sd1kit.pipeline.model import load_model
 
-        if self.loaded is None or self.loaded_title != self.model_title:
+        runtime = self.runtime(request)
+        wanted = (self.model_title, runtime.label if runtime.backend != "auto" else None)
+        if self.loaded is None or self.loaded_title != wanted[0] or (
+                wanted[1] and self.loaded.runtime and self.loaded.runtime.label != wanted[1]):
             entry = find_checkpoint(self, self.model_title)
-            device = pick_device(self.config.device)
-            self.loaded = load_model(entry["filename"], device=device, dtype=pick_dtype(self.config.dtype, device))
+            self.loaded = load_model(entry["filename"], runtime=runtime)
             self.loaded_title = self.model_title
         return self.loaded
 
