@@ -11,8 +11,8 @@ from sd1kit.pipeline.runtime import add_runtime_flags
 
 
 def _cmd_serve(args) -> int:
-    from sd1kit.pipeline.runtime import resolve_runtime
     from sd1kit.server.app import ServerConfig, check_bind, create_app
+    from sd1kit.server.state import ServerState
 
     auth = None
     if args.auth:
@@ -23,8 +23,8 @@ def _cmd_serve(args) -> int:
     check_bind(args.host, auth, args.insecure_no_auth)
     root = Path(args.models_dir) if args.models_dir else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
     config = ServerConfig(root if root.is_dir() else None, auth, args.queue, args.device or "auto", args.dtype,
-                          args.model, args.backend, bool(args.low_memory))
-    resolve_runtime(config.device, config.dtype, config.backend, config.low_memory or None, "serve")  # bad: 1 line
+                          args.model, args.backend, bool(args.low_memory), bool(args.int8))
+    ServerState(config, None).runtime()  # a bad runtime fails here, in one line
     import uvicorn
 
     print(f"sd1kit serve: http://{args.host}:{args.port}/ (API: /sdapi/v1, docs: /docs)", file=sys.stderr)

@@ -189,7 +189,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         path = demo_model(BUILTIN_NAME)
     runtime = runtime or torch_runtime(device, dtype, low_memory)
     key = (file_identity(path), runtime.device, runtime.dtype, runtime.backend, prediction, zero_terminal_snr,
-           runtime.low_memory)
+           runtime.low_memory, runtime.int8)
     if key in _CACHE:
         return _CACHE[key]
     if runtime.low_memory:
@@ -214,7 +214,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         from sd1kit.adapters.live import live_shapes
 
         shapes = live_shapes(raw)
-        modules = openvino_modules(raw, precision=precision_of(runtime.dtype))
+        modules = openvino_modules(raw, precision=precision_of(runtime.dtype), int8=runtime.int8)
         del raw
     pred, ztsnr = defaults["prediction"].value, defaults["zero_terminal_snr"].value
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))

@@ -426,10 +426,13 @@ def _config(module) -> dict:
 ALL_PARTS = ("unet", "vae_decoder", "vae_encoder", "text_encoder")
 
 
-def openvino_modules(modules, parts=ALL_PARTS, precision: str | None = None, policy: str = DEFAULT_POLICY):
+def openvino_modules(modules, parts=ALL_PARTS, precision: str | None = None, policy: str = DEFAULT_POLICY,
+                     int8: bool = False):
     """SD1Modules with each part in `parts` converted (or read from the cache) and wrapped; the others stay torch.
     The torch modules are not changed; the text encoder's token embedding and final norm are shared."""
     require_openvino()
+    if int8:
+        raise Sd1kitError("--int8", "not built yet")
     if policy not in POLICIES:
         raise Sd1kitError("shape policy", f"must be one of {', '.join(POLICIES)}, not {policy!r}")
     precision = precision or pick_precision()

@@ -40,6 +40,9 @@ RUNTIME_OPTIONS = (
                   "openvino needs pip install 'sd1kit[openvino]'"),
     RuntimeOption("low_memory", "--low-memory", False, None,
                   "keep weights in 16 bits and compute each layer in --dtype only while it runs (torch)"),
+    RuntimeOption("int8", "--int8", False, None,
+                  "fast mode on OpenVINO: UNet and text encoder weights compressed to int8 (NNCF; pixels change "
+                  "slightly; needs --backend openvino)"),
 )
 
 
@@ -60,6 +63,7 @@ class Runtime:
     low_memory: bool = False
     sources: dict = field(default_factory=dict)  # name -> Resolved
     notes: tuple[str, ...] = ()  # said to the user (a picture's path this machine does not run well, ...)
+    int8: bool = False  # OpenVINO: int8-compressed weights (fast mode, not exact)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -67,14 +71,15 @@ class Runtime:
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.dtype}" + (", low memory" if self.low_memory else "")
+        return (f"{self.backend} {self.dtype}" + (" int8 weights" if self.int8 else "")
+                + (", low memory" if self.low_memory else ""))
 
     def with_backend(self, chosen: Resolved) -> Runtime:
         return replace(self, backend=chosen.value, sources={**self.sources, "backend": chosen})
 
     def params(self) -> dict:
         """The infotext's fields: `Precision` always, `Backend` when not torch."""
-        out = {"Precision": self.dtype}
+        out = {"Precision": self.dtype + (" int8 weights" if self.int8 else "")}
         if self.backend != "torch":
             out["Backend"] = BACKEND_TEXT[self.backend]
         return out
@@ -84,7 +89,7 @@ class Runtime:
 
 
 def resolve_runtime(device=None, dtype=None, backend=None, low_memory=None, source: str = "cli",
-                    picture: dict | None = None, request=None) -> Runtime:
+                    picture: dict | None = None, request=None, int8=None) -> Runtime:
     """The runtime asked for (None: not given), a picture's recorded path (`--from`) where nothing was given and
     this machine runs it well, `auto` for the rest; `request`: the job, whose modifiers OpenVINO may not run (then
     `auto` is torch)."""
@@ -101,7 +106,14 @@ def resolve_runtime(device=None, dtype=None, backend=None, low_memory=None, sour
     if low and sources["backend"].value == "openvino":
         raise Sd1kitError("--low-memory", "is a torch option (OpenVINO keeps its own 16-bit weights): drop it or "
                                           "use --backend torch")
-    return Runtime(picked_device, sources["dtype"].value, sources["backend"].value, low, sources, tuple(notes))
+    if int8 is None and str((picture or {}).get("Precision", "")).endswith(" int8 weights"):
+        int8, source = True, "picture"
+    if int8:
+        if sources["backend"].value != "openvino":
+            raise Sd1kitError("--int8", "compresses OpenVINO's weights: give it with --backend openvino")
+        sources["int8"] = Resolved(True, source)
+    return Runtime(picked_device, sources["dtype"].value, sources["backend"].value, low, sources, tuple(notes),
+                   bool(int8))
 
 
 def _auto_dtype(device: str) -> Resolved:
@@ -118,7 +130,7 @@ def _dtype(dtype, device: str, source: str, picture: dict, notes: list[str]) -> 
             raise Sd1kitError("--dtype", f"must be one of auto, {', '.join(DTYPES)}, not {dtype!r}")
         return Resolved(dtype, source)
     auto = _auto_dtype(device)
-    recorded = str(picture.get("Precision", "")).strip()
+    recorded = str(picture.get("Precision", "")).removesuffix(" int8 weights").strip()
     if dtype is None and recorded in DTYPES:
         if recorded in (auto.value, "fp32"):
             return Resolved(recorded, "picture")
@@ -172,7 +184,7 @@ def torch_only_reason(request) -> str | None:
 def runtime_from_args(args, picture: dict | None = None, source: str = "cli", request=None) -> Runtime:
     return resolve_runtime(getattr(args, "device", None), getattr(args, "dtype", None),
                            getattr(args, "backend", None), getattr(args, "low_memory", None), source, picture,
-                           request)
+                           request, getattr(args, "int8", None))
 
 
 def slow_precision_note(runtime: Runtime) -> str | None:

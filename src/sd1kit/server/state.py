@@ -32,6 +32,7 @@ class ServerConfig:
     model: str | None = None  # a title, name or hash of the model to start with (default: the built-in)
     backend: str | None = None  # None: auto
     low_memory: bool = False
+    int8: bool = False
 
 
 @dataclass
@@ -85,7 +86,8 @@ class ServerState:
         from sd1kit.pipeline.runtime import resolve_runtime
 
         c = self.config
-        return resolve_runtime(c.device, c.dtype, c.backend, c.low_memory or None, "serve", request=request)
+        return resolve_runtime(c.device, c.dtype, c.backend, c.low_memory or None, "serve", request=request,
+                               int8=c.int8 or None)
 
     def load(self, job=None, request=None):
         """The model titled `model_title` on the runtime `request` needs, loaded once (run on the job queue's
