@@ -168,3 +168,36 @@ def test_auto_measures_once_and_reads_the_verdict_back(monkeypatch, tmp_path, ti
     assert (tmp_path / "cache" / "backend-choice.json").is_file()
     loaded = load_model(tiny_models["sd15"], runtime=rt.resolve_runtime(device="cpu", dtype="fp32"))
     assert loaded.runtime.backend == first.value and measured == [1]
+
+
+# --- memory: refused up front, in one line with the numbers; the decode goes to bands where the whole won't fit ---
+
+def test_a_job_that_cannot_fit_is_refused_before_any_work(cli, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = cli("generate", "a cat", "--model", tiny_models["sd15"], "--size", "512x512", "--dry-run").json()
+    assert 0 < plan["memory"]["job_gib"] < plan["memory"]["free_gib"]
+    monkeypatch.setenv("SD1KIT_MEMORY_AVAILABLE", str(plan["memory"]["job_gib"] / 4))
+    steps = []
+    from sd1kit.pipeline import generate as gen
+
+    real = gen._sample
+    monkeypatch.setattr(gen, "_sample", lambda *a: steps.append(1) or real(*a))
+    refused = cli("generate", "a cat", "--model", tiny_models["sd15"], "--size", "512x512", "--steps", "2")
+    assert refused.code != 0 and steps == [] and not list(tmp_path.rglob("*.png"))
+    line = refused.err.strip().splitlines()[-1]
+    assert "512x512" in line and "GiB free" in line and len([ln for ln in refused.err.splitlines()
+                                                            if ln.startswith("sd1kit:")]) == 1
+
+
+def test_the_decode_goes_to_bands_when_the_whole_would_not_fit(monkeypatch):
+    import torch
+
+    from sd1kit.pipeline import images, memory, vae_bands
+    from sd1kit.pipeline.model import random_tiny_model
+
+    vae = random_tiny_model().modules.vae
+    z = torch.zeros(1, 4, 32, 32)
+    assert images._decoder(vae, z, tiled=False) is images._decode_full
+    whole = memory.decode_bytes((256, 256), "fp32", False) + memory.SLACK
+    monkeypatch.setenv("SD1KIT_MEMORY_AVAILABLE", str(whole / memory.GIB / 2))
+    assert images._decoder(vae, z, tiled=False) is vae_bands.decode

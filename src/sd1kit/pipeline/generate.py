@@ -69,6 +69,9 @@ def generate(request: GenerationRequest, model: LoadedModel, callback: Callable 
 
 def run(p: GenerationPlan, callback: Callable | None = None,
         should_stop: Callable[[], bool] | None = None) -> Result:
+    from sd1kit.pipeline.memory import check_room
+
+    check_room(p)  # a job that cannot fit is refused before any work
     result = Result(warnings=list(p.warnings), plan=p)
     with ExitStack() as applied:
         for m in p.modifiers:

@@ -19,11 +19,15 @@ AUTO_BANDED_PIXELS = 1 << 20  # pictures past 1 MP decode in bands even unasked:
 
 
 def _decoder(vae, latents: torch.Tensor, tiled: bool):
-    """The whole decode, or the banded one (`vae_bands`: the same pixels in less memory: asked with `tiled`, and
-    for pictures over AUTO_BANDED_PIXELS)."""
+    """The whole decode, or the banded one (`vae_bands`: the same pixels in less memory: asked with `tiled`, for
+    pictures over AUTO_BANDED_PIXELS, and where the whole decode would not fit the free memory)."""
     from sd1kit.pipeline import vae_bands
 
-    big = latents.shape[-2] * latents.shape[-1] * 64 > AUTO_BANDED_PIXELS
+    from sd1kit.pipeline.memory import decode_banded
+
+    size = (latents.shape[-1] * 8, latents.shape[-2] * 8)
+    precision = "fp32" if compute_dtype(vae) == torch.float32 else "bf16"
+    big = size[0] * size[1] > AUTO_BANDED_PIXELS or decode_banded(precision, size)  # or the whole would not fit
     return vae_bands.decode if (tiled or big) and vae_bands.supports(vae) else _decode_full
 
 

@@ -120,7 +120,14 @@ class GenerationPlan:
             "seeds": [s for b in range(self.request.batch_count) for s in self.seeds(b)[0]],
             "infotext": self.infotext(seed[0], subseed[0]),
             "warnings": list(self.warnings),
+            "memory": self.memory(),
         }
+
+    def memory(self) -> dict:
+        """What the job adds to the loaded model at its peak (estimated), and what the machine has free, GiB."""
+        from sd1kit.pipeline.memory import GIB, available, job_bytes
+
+        return {"job_gib": round(job_bytes(self) / GIB, 2), "free_gib": round(available() / GIB, 2)}
 
 
 def _schedule_label(request: GenerationRequest, first: Pass) -> str:
