@@ -77,17 +77,19 @@ def check_sizes(values: dict) -> None:
             raise Sd1kitError(what, f"{batch} pictures of {pw}x{ph} are over {MAX_BATCH_PIXELS >> 20} MP a batch")
 
 
-def generation_request(payload, img2img: bool, settings: dict | None = None) -> tuple[GenerationRequest, list]:
+def generation_request(payload, img2img: bool, settings: dict | None = None,
+                       checked: bool = False) -> tuple[GenerationRequest, list]:
     """The request a txt2img / img2img payload asks for and the warnings its unsupported fields get. Types are
     checked by the payload's model (`payloads`), then values by the option table (bounds: a 400 naming the
     field), prompt lengths and the output sizes (`check_sizes`), so a bad payload is refused before a job
     exists. `settings`: the server's stored A1111 options (`/sdapi/v1/options`), applied under the payload's own
-    `override_settings` and recorded as coming from "options". The images: `payload_images`."""
+    `override_settings` and recorded as coming from "options". `checked`: the payload is already the dict its
+    model validated (`payloads.validated`), not checked again. The images: `payload_images`."""
     from sd1kit.pipeline.option_surfaces import options_from_api
     from sd1kit.server.payloads import unsupported, validated
 
     kind = "img2img" if img2img else "txt2img"
-    payload = validated(kind, payload)
+    payload = payload if checked else validated(kind, payload)
     warnings = unsupported(payload)
     stored = options_from_api({"override_settings": settings}, kind) if settings else {}
     values = options_from_api(payload, kind)

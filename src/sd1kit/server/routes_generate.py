@@ -86,7 +86,7 @@ class GenerationJob:
     def resolved(self, settings: dict):
         """(the GenerationRequest, the payload's warnings) with `settings` as the stored options."""
         state, payload = self.state, self.payload
-        request, warnings = generation_request(payload, self.img2img, settings)
+        request, warnings = generation_request(payload, self.img2img, settings, checked=True)
         if payload.get("styles"):
             from sd1kit.server.styles import apply_styles, read_styles
 
