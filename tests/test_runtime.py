@@ -201,3 +201,26 @@ def test_the_decode_goes_to_bands_when_the_whole_would_not_fit(monkeypatch):
     whole = memory.decode_bytes((256, 256), "fp32", False) + memory.SLACK
     monkeypatch.setenv("SD1KIT_MEMORY_AVAILABLE", str(whole / memory.GIB / 2))
     assert images._decoder(vae, z, tiled=False) is vae_bands.decode
+
+
+def test_int8_weights_run_are_recorded_and_cached(cli, tiny_models, tmp_path, monkeypatch, ov_cache):
+    pytest.importorskip("nncf")
+    from sd1kit.pipeline import model as model_mod
+    from sd1kit.pipeline import openvino_backend as ovb
+
+    monkeypatch.setenv("SD1KIT_CACHE_DIR", str(ov_cache))
+    monkeypatch.chdir(tmp_path)
+    args = ("generate", "1girl", "--model", tiny_models["sd15"], "--steps", "3", "--seed", "4", "--dtype", "fp32",
+            "--backend", "openvino")
+    plain = _wrote(cli(*args, "--out", "plain"))
+    compressions = ovb.STATS["compressions"]
+    small = _wrote(cli(*args, "--int8", "--out", "int8"))
+    assert ovb.STATS["compressions"] - compressions == 2  # the UNet and the text encoder, once
+    params = _params(small)
+    assert params["Precision"] == "fp32 int8 weights" and params["Backend"] == "OpenVINO"
+    d = np.abs(_pixels(small) - _pixels(plain))
+    assert d.mean() <= 8, d.mean()  # int8 weights: close, not exact (fast mode)
+    model_mod._CACHE.clear()
+    again = _wrote(cli("generate", "--from", small, "--model", tiny_models["sd15"], "--out", "again"))
+    assert ovb.STATS["compressions"] - compressions == 2  # read from the cache
+    assert np.array_equal(_pixels(again), _pixels(small))  # --from takes int8 back

@@ -40,7 +40,7 @@ DEFAULT_POLICY = "static"
 STATIC_KEPT = 2  # compiled shapes kept per part under the static policy (each holds its own weight copy)
 
 # what happened in this process, for tests and stats
-STATS = {"conversions": 0, "cache_hits": 0, "compiles": 0}
+STATS = {"conversions": 0, "cache_hits": 0, "compiles": 0, "compressions": 0}
 
 REFUSED = {
     "controlnet": "ControlNet does not run on the OpenVINO backend yet: use --backend torch",
@@ -282,14 +282,42 @@ def ir_paths(modules, parts=None) -> dict[str, tuple[Path, bool]]:
     return out
 
 
-def _load_part(spec: _Spec, precision: str, policy: str) -> OVPart:
+def _cached(xml: Path) -> bool:
+    return xml.is_file() and xml.with_suffix(".bin").is_file()
+
+
+def _load_part(spec: _Spec, precision: str, policy: str, int8: bool = False) -> OVPart:
     require_openvino()
     xml, fp16 = _ir_path(spec)
-    if xml.is_file() and xml.with_suffix(".bin").is_file():
+    small = xml.with_name(xml.stem + "-int8.xml")
+    if _cached(small if int8 else xml):
         STATS["cache_hits"] += 1
     else:
-        _convert(spec, xml, fp16)
-    return OVPart(xml, precision, policy, spec.part)
+        if not _cached(xml):
+            _convert(spec, xml, fp16)
+        if int8:
+            _compress(xml, small)
+    return OVPart(small if int8 else xml, precision, policy, spec.part)
+
+
+def _compress(xml: Path, out: Path) -> None:
+    """The IR's weights compressed to int8 (NNCF's weight-only compression, asymmetric per output channel: its
+    default), cached beside the plain IR; activations keep the compile precision."""
+    try:
+        import nncf
+    except ImportError:
+        raise Sd1kitError("--int8", "NNCF is not installed: pip install 'sd1kit[openvino]'") from None
+    import openvino as ov
+
+    print(f"compressing {xml.stem.split('-')[0].replace('_', ' ')} weights to int8 (once; cached) ...",
+          file=sys.stderr, flush=True)
+    model = nncf.compress_weights(ov.Core().read_model(str(xml)))
+    tmp = out.with_name(out.stem + f".tmp{os.getpid()}.xml")
+    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    del model
+    tmp.with_suffix(".bin").replace(out.with_suffix(".bin"))
+    tmp.replace(out)
+    STATS["compressions"] += 1
 
 
 # --- modules with the torch modules' call signatures ---
@@ -424,6 +452,7 @@ def _config(module) -> dict:
 
 
 ALL_PARTS = ("unet", "vae_decoder", "vae_encoder", "text_encoder")
+INT8_PARTS = ("unet", "text_encoder")  # --int8: the VAE keeps its weights (small; its errors land on the pixels)
 
 
 def openvino_modules(modules, parts=ALL_PARTS, precision: str | None = None, policy: str = DEFAULT_POLICY,
@@ -431,12 +460,11 @@ def openvino_modules(modules, parts=ALL_PARTS, precision: str | None = None, pol
     """SD1Modules with each part in `parts` converted (or read from the cache) and wrapped; the others stay torch.
     The torch modules are not changed; the text encoder's token embedding and final norm are shared."""
     require_openvino()
-    if int8:
-        raise Sd1kitError("--int8", "not built yet")
     if policy not in POLICIES:
         raise Sd1kitError("shape policy", f"must be one of {', '.join(POLICIES)}, not {policy!r}")
     precision = precision or pick_precision()
-    loaded = {s.part: _load_part(s, precision, policy if s.part != "text_encoder" else "static")
+    loaded = {s.part: _load_part(s, precision, policy if s.part != "text_encoder" else "static",
+                                 int8 and s.part in INT8_PARTS)
               for s in _specs(modules, parts, 64, 64)}
     out = {}
     if "unet" in loaded:
@@ -474,7 +502,7 @@ _BAKED: dict = {}  # the last LoRA set baked, per model file: (key, modules)
 def baked_modules(model, stack):
     """`model`'s modules (an OpenVINO model's) with the UNet and text encoder of its file's weights with `stack`
     baked in, converted (the IR cached on disk by the baked weights' hash; the last set kept in memory)."""
-    key = (str(model.path), model.runtime.dtype if model.runtime else None,
+    key = (str(model.path), model.runtime.label if model.runtime else None,
            tuple((str(a.file.path), a.te, a.unet, a.dyn, tuple(sorted((a.blocks or {}).items())))
                  for a in stack.adapters))
     held = _BAKED.get("last")
@@ -485,8 +513,9 @@ def baked_modules(model, stack):
 
         raw = file_modules(model)
         precision = precision_of(model.runtime.dtype) if model.runtime else None
+        int8 = bool(model.runtime and model.runtime.int8)
         with adapters_applied(raw, stack):
-            converted = openvino_modules(raw, ("unet", "text_encoder"), precision)
+            converted = openvino_modules(raw, ("unet", "text_encoder"), precision, int8=int8)
         _BAKED["last"] = (key, converted, copy.deepcopy(stack.reports))
         del raw
     _, converted, reports = _BAKED["last"]
