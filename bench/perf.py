@@ -6,7 +6,11 @@ is the real one); each configuration runs in its own process so its peak RSS is 
 
 Peak RSS is txt2img's (taken before the VAE encode is timed). Columns: model build or load seconds, UNet seconds per CFG step (batch of 2; averaged over 6 steps, two DeepCache
 cycles, in fast mode), achieved GFLOP/s, text encoder seconds, VAE decode and encode seconds, the 20-step picture
-estimated as text + 20 steps + decode, peak RSS, and each ratio against the baseline.
+estimated as text + 20 steps + decode, peak RSS (VmHWM), peak private memory (RssAnon, sampled every 50 ms:
+file-backed pages such as an mmapped IR are not private), and each ratio against the baseline. Rows `openvino`
+and `openvino-int8` load the same fp16 file on sd1kit's OpenVINO backend (its IR cached in $SD1KIT_CACHE_DIR,
+default /tmp/sd1kit-bench-cache, so conversion is paid by the first run only: it is in `load s`); `ov-plain` is
+OpenVINO run plainly (bench/openvino.py), the peer.
 """
 
 from __future__ import annotations
@@ -31,12 +35,48 @@ CONFIGS = {
     "fast": "file-auto + DeepCache 3 + ToMe 0.5 + TAESD decoder (fast mode)",
     "low-memory": "file-auto + --low-memory (16-bit weights, each layer cast to the compute dtype while it runs), "
                   "tiled VAE above 512",
+    "openvino": "sd1kit load_model of the same file with --backend openvino (bf16 where the CPU has bf16 dot "
+                "products), then the pipeline; the IR converted once (load s includes it when not cached)",
+    "openvino-int8": "openvino + --int8 (NNCF int8 weights for the UNet and text encoder; fast mode)",
+    "ov-plain": "the peer: OpenVINO run plainly (diffusers' modules through convert_model, default compile; "
+                "bench/openvino.py)",
 }
-FILE_CONFIGS = ("file-auto", "fast", "low-memory")
+FILE_CONFIGS = ("file-auto", "fast", "low-memory", "openvino", "openvino-int8")
 
 
 def peak_rss() -> int:
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+
+
+PRIVATE = {"peak": 0}
+
+
+def sample_private(every: float = 0.05) -> None:
+    """Keep the peak of RssAnon (private memory: file-backed pages, such as an mmapped IR or safetensors file,
+    are not counted) in PRIVATE, from a background thread."""
+    import threading
+
+    def loop():
+        while True:
+            for line in open("/proc/self/status"):
+                if line.startswith("RssAnon:"):
+                    PRIVATE["peak"] = max(PRIVATE["peak"], int(line.split()[1]) * 1024)
+            time.sleep(every)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def run_plain_openvino(name: str, size: int, steps: int) -> dict:
+    """bench/openvino.py's peer row, with this table's columns."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_openvino", Path(__file__).with_name("openvino.py"))
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    r = peer.run_plain_openvino(name, size, steps)
+    return {"config": name, "build_s": r["build_s"] + r["convert_s"] + r["compile_s"], "encode_s": r["text_s"],
+            "step_s": r["step_s"], "decode_s": r["decode_s"], "vae_encode_s": float("nan"),
+            "picture_20_s": r["text_s"] + 20 * r["step_s"] + r["decode_s"], "peak_rss": r["peak_rss"]}
 
 
 def unet_flops(size: int) -> int:
@@ -70,7 +110,13 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     from sd1kit.pipeline.request import GenerationRequest
 
     t = time.perf_counter()
-    model = load_model(path, dtype=pick_dtype("auto", "cpu"), low_memory=name == "low-memory")
+    if name.startswith("openvino"):
+        from sd1kit.pipeline.runtime import resolve_runtime
+
+        model = load_model(path, runtime=resolve_runtime(device="cpu", backend="openvino",
+                                                         int8=name == "openvino-int8" or None))
+    else:
+        model = load_model(path, dtype=pick_dtype("auto", "cpu"), low_memory=name == "low-memory")
     load = time.perf_counter() - t
     fast = name == "fast"
     request = GenerationRequest(prompt="masterpiece, 1girl, smile", negative_prompt="lowres", sampler="Euler",
@@ -95,9 +141,10 @@ def time_generation(request, model) -> dict:
     decode = total - (stamps[-1] - t)
     encode = max(stamps[0] - t - step, 0.0)
     peak = peak_rss()  # txt2img's own peak: the encode timing below (img2img's) runs a full-size VAE encode
+    private = PRIVATE["peak"]
     vae_encode = time_vae_encode(model.modules.vae, request.width, model.latent_scale)
     return {"encode_s": encode, "step_s": step, "decode_s": decode, "vae_encode_s": vae_encode,
-            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak}
+            "picture_20_s": encode + 20 * step + decode, "peak_rss": peak, "private": private}
 
 
 def time_vae_encode(vae, size: int, scale: float) -> float:
@@ -145,12 +192,13 @@ def run_config(name: str, size: int, steps: int) -> dict:
             t = time.perf_counter()
             modules.vae.decode(latent[:1] / 0.18215)
             decode = time.perf_counter() - t
-            peak = peak_rss()
+            peak, private = peak_rss(), PRIVATE["peak"]
             t = time.perf_counter()
             modules.vae.encode(torch.rand(1, 3, size, size) * 2 - 1).latent_dist.mean
             vae_encode = time.perf_counter() - t
         return {"config": name, "build_s": build, "encode_s": encode, "step_s": step, "decode_s": decode,
-                "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak}
+                "vae_encode_s": vae_encode, "picture_20_s": encode + 20 * step + decode, "peak_rss": peak,
+                "private": private}
     from sd1kit.pipeline.model import LoadedModel
     from sd1kit.pipeline.request import GenerationRequest
     from sd1kit.sampling.schedules import DiscreteSchedule, sd1_alphas_cumprod
@@ -170,12 +218,13 @@ def print_table(result: dict) -> None:
     print(f"\n{size}x{size}, full-size SD1.5 topology, random weights, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; UNet FLOPs per CFG step {flops / 1e12:.2f} T\n")
     print(f"{'config':<11}{'load s':>7}{'s/step':>8}{'GFLOP/s':>8}{'x step':>7}{'text s':>7}{'decode s':>9}"
-          f"{'x dec':>6}{'encode s':>9}{'20-step s':>10}{'x pic':>6}{'peak GiB':>9}")
+          f"{'x dec':>6}{'encode s':>9}{'20-step s':>10}{'x pic':>6}{'peak GiB':>9}{'private GiB':>12}")
     for r in rows:
         print(f"{r['config']:<11}{r['build_s']:7.1f}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:8.0f}"
               f"{base['step_s'] / r['step_s']:7.2f}{r['encode_s']:7.2f}{r['decode_s']:9.2f}"
               f"{base['decode_s'] / r['decode_s']:6.2f}{r['vae_encode_s']:9.2f}{r['picture_20_s']:10.1f}"
-              f"{base['picture_20_s'] / r['picture_20_s']:6.2f}{r['peak_rss'] / 2**30:9.2f}")
+              f"{base['picture_20_s'] / r['picture_20_s']:6.2f}{r['peak_rss'] / 2**30:9.2f}"
+              f"{r.get('private', PRIVATE['peak']) / 2**30:12.2f}")
 
 
 def main() -> int:
@@ -192,10 +241,17 @@ def main() -> int:
         from sd1kit.pipeline.device import cpu_has_bf16
 
         args.configs = ",".join(c for c in CONFIGS if cpu_has_bf16() or not c.startswith("bf16"))
+    # one IR cache for the run's OpenVINO rows (the int8 row compresses the plain row's IR), left after it
+    os.environ.setdefault("SD1KIT_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "sd1kit-bench-cache"))
     if args.child:
         size = int(args.sizes)
-        result = run_file(args.child, size, args.steps, args.file) if args.child in FILE_CONFIGS \
-            else run_config(args.child, size, args.steps)
+        sample_private()
+        if args.child == "ov-plain":
+            result = run_plain_openvino(args.child, size, args.steps)
+            result["private"] = PRIVATE["peak"]
+        else:
+            result = run_file(args.child, size, args.steps, args.file) if args.child in FILE_CONFIGS \
+                else run_config(args.child, size, args.steps)
         print(json.dumps(result))
         return 0
     import tempfile
