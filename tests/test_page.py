@@ -258,7 +258,8 @@ DETAILED = {  # a txt2img job whose infotext has many fields (hires fix, a LoRA,
     "override_settings": {"CLIP_stop_at_last_layers": 2, "randn_source": "CPU", "emphasis": "No norm",
                           "pad_cond_uncond": True, "sd_noise_schedule": "Zero Terminal SNR",
                           "token_merging_ratio": 0.3}}
-NOT_CONTROLS = {"Lora hashes", "TI hashes", "Version", "Model hash", "Model", "Prompt", "Negative prompt"}
+NOT_CONTROLS = {"Lora hashes", "TI hashes", "Version", "Model hash", "Model", "Prompt", "Negative prompt",
+                "Precision", "Backend"}  # how the server computed (its --dtype / --backend), not a page setting
 
 
 def _norm(text) -> str:
