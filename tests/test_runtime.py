@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.pipeline import device
 from sd1kit.pipeline import runtime as rt
 
 
@@ -33,7 +34,7 @@ def _params(path) -> dict:
 
 @pytest.mark.parametrize("bf16", [True, False])
 def test_auto_precision_follows_the_cpu(monkeypatch, bf16):
-    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: bf16)
     r = rt.resolve_runtime(device="cpu")
     assert r.dtype == ("bf16" if bf16 else "fp32")
     assert r.sources["dtype"].source.startswith("auto: this CPU has")
@@ -41,10 +42,10 @@ def test_auto_precision_follows_the_cpu(monkeypatch, bf16):
 
 
 def test_a_pictures_precision_is_kept_where_this_machine_runs_it(monkeypatch):
-    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     kept = rt.resolve_runtime(device="cpu", picture={"Precision": "fp32"})
     assert (kept.dtype, kept.sources["dtype"].source, kept.notes) == ("fp32", "picture", ())
-    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     moved = rt.resolve_runtime(device="cpu", picture={"Precision": "bf16"})
     assert moved.dtype == "fp32" and len(moved.notes) == 1 and "bf16" in moved.notes[0]
     assert rt.resolve_runtime(device="cpu", dtype="bf16", picture={"Precision": "fp32"}).dtype == "bf16"

@@ -24,12 +24,17 @@ def pick_device(name: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def pick_dtype(name: str, device: str) -> torch.dtype:
-    if name != "auto":
-        return DTYPES[name]
+def auto_dtype(device: str) -> tuple[str, str]:
+    """`--dtype auto` on `device`: the precision's name and why."""
     if device.startswith("cuda"):
-        return torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+        return "fp16", "auto: CUDA"
+    if cpu_has_bf16():
+        return "bf16", "auto: this CPU has bf16 dot products"
+    return "fp32", "auto: this CPU has no bf16 dot products"
+
+
+def pick_dtype(name: str, device: str) -> torch.dtype:
+    return DTYPES[auto_dtype(device)[0] if name == "auto" else name]
 
 
 def compute_dtype(module: torch.nn.Module) -> torch.dtype:

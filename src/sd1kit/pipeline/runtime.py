@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from sd1kit.errors import Sd1kitError
-from sd1kit.pipeline.device import DTYPES, cpu_has_bf16, pick_device
+from sd1kit.pipeline.device import DTYPES, auto_dtype, cpu_has_bf16, pick_device
 from sd1kit.pipeline.options import Resolved
 
 BACKEND_TEXT = {"torch": "torch", "openvino": "OpenVINO"}  # the infotext's `Backend` values
@@ -116,20 +116,12 @@ def resolve_runtime(device=None, dtype=None, backend=None, low_memory=None, sour
                    bool(int8))
 
 
-def _auto_dtype(device: str) -> Resolved:
-    if device.startswith("cuda"):
-        return Resolved("fp16", "auto: CUDA")
-    if cpu_has_bf16():
-        return Resolved("bf16", "auto: this CPU has bf16 dot products")
-    return Resolved("fp32", "auto: this CPU has no bf16 dot products")
-
-
 def _dtype(dtype, device: str, source: str, picture: dict, notes: list[str]) -> Resolved:
     if dtype and dtype != "auto":
         if dtype not in DTYPES:
             raise Sd1kitError("--dtype", f"must be one of auto, {', '.join(DTYPES)}, not {dtype!r}")
         return Resolved(dtype, source)
-    auto = _auto_dtype(device)
+    auto = Resolved(*auto_dtype(device))
     recorded = str(picture.get("Precision", "")).removesuffix(" int8 weights").strip()
     if dtype is None and recorded in DTYPES:
         if recorded in (auto.value, "fp32"):
