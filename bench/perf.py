@@ -4,13 +4,19 @@ is the real one); each configuration runs in its own process so its peak RSS is 
 
     .venv/bin/python bench/perf.py [--sizes 512,768,1088] [--steps 2] [--configs baseline,bf16,fast] [--json out.json]
 
-Peak RSS is txt2img's (taken before the VAE encode is timed). Columns: model build or load seconds, UNet seconds per CFG step (batch of 2; averaged over 6 steps, two DeepCache
-cycles, in fast mode), achieved GFLOP/s, text encoder seconds, VAE decode and encode seconds, the 20-step picture
-estimated as text + 20 steps + decode, peak RSS (VmHWM), peak private memory (RssAnon, sampled every 50 ms:
-file-backed pages such as an mmapped IR are not private), and each ratio against the baseline. Rows `openvino`
-and `openvino-int8` load the same fp16 file on sd1kit's OpenVINO backend (its IR cached in $SD1KIT_CACHE_DIR,
-default /tmp/sd1kit-bench-cache, so conversion is paid by the first run only: it is in `load s`); `ov-plain` is
-OpenVINO run plainly (bench/openvino.py), the peer.
+Peak RSS is txt2img's (taken before the VAE encode is timed). Columns: model build or load seconds, UNet seconds
+per CFG step (batch of 2; averaged over 6 steps, two DeepCache cycles, in fast mode), achieved GFLOP/s, text encoder
+seconds, VAE decode and encode seconds, the 20-step picture estimated as text + 20 steps + decode, peak RSS (VmHWM),
+peak private memory (RssAnon, sampled every 50 ms: file-backed pages such as an mmapped IR are not private), and
+each ratio against the baseline.
+
+Rows `openvino` and `openvino-int8` load the same fp16 file on sd1kit's OpenVINO backend, its IR cached in
+$SD1KIT_CACHE_DIR (default /tmp/sd1kit-bench-cache). Conversion is paid once per model: a first process loads the
+model only, and its seconds in convert_model / save (and, int8, NNCF's compression) are `conv s` (0 when the cache
+already held the IR); the timed process then loads from the cache (`load s`), runs a one-step picture to compile
+each part for its shapes (`comp s`: OpenVINO's compile_model calls), and only then the timed picture. `ov-plain`
+is OpenVINO run plainly (bench/openvino.py), the peer: `conv s` its convert_model calls (it has no cache), `comp s`
+its compile and first calls; its peaks include the torch modules it converts.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ CONFIGS = {
     "low-memory": "file-auto + --low-memory (16-bit weights, each layer cast to the compute dtype while it runs), "
                   "tiled VAE above 512",
     "openvino": "sd1kit load_model of the same file with --backend openvino (bf16 where the CPU has bf16 dot "
-                "products), then the pipeline; the IR converted once (load s includes it when not cached)",
+                "products), then the pipeline; the IR converted once (conv s, in a first process), then read from the cache",
     "openvino-int8": "openvino + --int8 (NNCF int8 weights for the UNet and text encoder; fast mode)",
     "ov-plain": "the peer: OpenVINO run plainly (diffusers' modules through convert_model, default compile; "
                 "bench/openvino.py)",
@@ -66,17 +72,71 @@ def sample_private(every: float = 0.05) -> None:
     threading.Thread(target=loop, daemon=True).start()
 
 
-def run_plain_openvino(name: str, size: int, steps: int) -> dict:
-    """bench/openvino.py's peer row, with this table's columns."""
+def ov_bench():
+    """bench/openvino.py as a module (its file name would shadow the openvino package on import)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_openvino", Path(__file__).with_name("openvino.py"))
     peer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peer)
-    r = peer.run_plain_openvino(name, size, steps)
-    return {"config": name, "build_s": r["build_s"] + r["convert_s"] + r["compile_s"], "encode_s": r["text_s"],
-            "step_s": r["step_s"], "decode_s": r["decode_s"], "vae_encode_s": float("nan"),
-            "picture_20_s": r["text_s"] + 20 * r["step_s"] + r["decode_s"], "peak_rss": r["peak_rss"]}
+    return peer
+
+
+def run_plain_openvino(name: str, size: int, steps: int) -> dict:
+    """bench/openvino.py's peer row, with this table's columns."""
+    r = ov_bench().run_plain_openvino(name, size, steps)
+    return {"config": name, "build_s": r["build_s"], "convert_s": r["convert_s"], "compile_s": r["compile_s"],
+            "encode_s": r["text_s"], "step_s": r["step_s"], "decode_s": r["decode_s"], "vae_encode_s": float("nan"),
+            "picture_20_s": r["text_s"] + 20 * r["step_s"] + r["decode_s"], "peak_rss": r["peak_rss"],
+            "precision": r["precision"]}
+
+
+OV_TIME = {"convert_s": 0.0, "compile_s": 0.0}
+
+
+def time_openvino() -> None:
+    """Accumulate in OV_TIME the seconds sd1kit's OpenVINO backend spends converting (convert_model, save,
+    NNCF's compression) and compiling (compile_model for a new shape)."""
+    from sd1kit.pipeline import openvino_backend as ovb
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                OV_TIME[key] += time.perf_counter() - t
+        return wrapper
+
+    ovb._convert, ovb._compress = timed(ovb._convert, "convert_s"), timed(ovb._compress, "convert_s")
+    compiled = ovb.OVPart.compiled
+
+    def compiled_timed(part, shapes):
+        before, t = ovb.STATS["compiles"], time.perf_counter()
+        c = compiled(part, shapes)
+        if ovb.STATS["compiles"] > before:
+            OV_TIME["compile_s"] += time.perf_counter() - t
+        return c
+
+    ovb.OVPart.compiled = compiled_timed
+
+
+def openvino_runtime(name: str):
+    from sd1kit.pipeline.runtime import resolve_runtime
+
+    return resolve_runtime(device="cpu", backend="openvino", int8=name == "openvino-int8" or None)
+
+
+def prepare_openvino(name: str, path: str) -> dict:
+    """The first load of an OpenVINO row: converts (and compresses) what the IR cache does not hold yet."""
+    from sd1kit.pipeline import openvino_backend as ovb
+    from sd1kit.pipeline.model import load_model
+
+    time_openvino()
+    t = time.perf_counter()
+    load_model(path, runtime=openvino_runtime(name))
+    return {"config": name, "prepare_s": time.perf_counter() - t, "convert_s": OV_TIME["convert_s"],
+            "conversions": ovb.STATS["conversions"], "compressions": ovb.STATS["compressions"]}
 
 
 def unet_flops(size: int) -> int:
@@ -109,12 +169,12 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
     from sd1kit.pipeline.model import load_model
     from sd1kit.pipeline.request import GenerationRequest
 
+    openvino = name.startswith("openvino")
+    if openvino:
+        time_openvino()
     t = time.perf_counter()
-    if name.startswith("openvino"):
-        from sd1kit.pipeline.runtime import resolve_runtime
-
-        model = load_model(path, runtime=resolve_runtime(device="cpu", backend="openvino",
-                                                         int8=name == "openvino-int8" or None))
+    if openvino:
+        model = load_model(path, runtime=openvino_runtime(name))
     else:
         model = load_model(path, dtype=pick_dtype("auto", "cpu"), low_memory=name == "low-memory")
     load = time.perf_counter() - t
@@ -125,7 +185,16 @@ def run_file(name: str, size: int, steps: int, path: str) -> dict:
                                 vae_decoder="TAESD" if fast else "Full",
                                 tiled_vae=name == "low-memory" and size > 512,
                                 taesd=str(Path(path).with_name("taesd_decoder.pth")))
-    return {"config": name, "build_s": load, **time_generation(request, model)}
+    if not openvino:
+        return {"config": name, "build_s": load, **time_generation(request, model)}
+    from sd1kit.pipeline.generate import generate
+
+    generate(request.with_(steps=1), model)  # compiles each part for this picture's shapes: `comp s`
+    compile_s = OV_TIME["compile_s"]
+    row = time_generation(request, model)
+    row["vae_encode_s"] -= OV_TIME["compile_s"] - compile_s  # the VAE encoder's compile, on its first call
+    return {"config": name, "build_s": load, "convert_s": OV_TIME["convert_s"], "compile_s": compile_s,
+            "precision": model.modules.unet.part.precision, **row}
 
 
 def time_generation(request, model) -> dict:
@@ -210,21 +279,48 @@ def run_config(name: str, size: int, steps: int) -> dict:
     return {"config": name, "build_s": build, **time_generation(request, model)}
 
 
+def short_precision(precision) -> str:
+    """bf16 / f32 / f16 from our names or OpenVINO's element types (str(ov.Type.bf16) is "<Type: 'bfloat16'>")."""
+    if precision is None:
+        return "-"
+    p = str(precision).lower()
+    return "bf16" if "bf16" in p or "bfloat16" in p else "f32" if "32" in p else "f16" if "16" in p else p[:4]
+
+
 def print_table(result: dict) -> None:
     import torch
 
     size, flops, rows = result["size"], result["flops"], result["rows"]
     base = next((r for r in rows if r["config"] == "baseline"), rows[0])
-    print(f"\n{size}x{size}, full-size SD1.5 topology, random weights, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; UNet FLOPs per CFG step {flops / 1e12:.2f} T\n")
-    print(f"{'config':<11}{'load s':>7}{'s/step':>8}{'GFLOP/s':>8}{'x step':>7}{'text s':>7}{'decode s':>9}"
-          f"{'x dec':>6}{'encode s':>9}{'20-step s':>10}{'x pic':>6}{'peak GiB':>9}{'private GiB':>12}")
+    from sd1kit.pipeline.device import cpu_has_bf16
+
+    peer = ov_bench()
+    print(f"\n{size}x{size}, full-size SD1.5 topology, random weights; {peer.cpu_name()}, {os.cpu_count()} CPUs, "
+          f"bf16 dot products: {'yes' if cpu_has_bf16() else 'no'}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, openvino {peer._ov_version()}; UNet FLOPs per CFG step "
+          f"{flops / 1e12:.2f} T\n")
+    print(f"{'config':<14}{'prec':>5}{'load s':>7}{'conv s':>7}{'comp s':>7}{'s/step':>8}{'GFLOP/s':>8}{'x step':>7}"
+          f"{'text s':>7}{'decode s':>9}{'x dec':>6}{'encode s':>9}{'20-step s':>10}{'x pic':>6}{'peak GiB':>9}"
+          f"{'private GiB':>12}")
     for r in rows:
-        print(f"{r['config']:<11}{r['build_s']:7.1f}{r['step_s']:8.2f}{flops / r['step_s'] / 1e9:8.0f}"
-              f"{base['step_s'] / r['step_s']:7.2f}{r['encode_s']:7.2f}{r['decode_s']:9.2f}"
-              f"{base['decode_s'] / r['decode_s']:6.2f}{r['vae_encode_s']:9.2f}{r['picture_20_s']:10.1f}"
-              f"{base['picture_20_s'] / r['picture_20_s']:6.2f}{r['peak_rss'] / 2**30:9.2f}"
-              f"{r.get('private', PRIVATE['peak']) / 2**30:12.2f}")
+        fmt = lambda v, w, p=1: f"{'-':>{w}}" if v is None or v != v else f"{v:{w}.{p}f}"  # noqa: E731
+        print(f"{r['config']:<14}{short_precision(r.get('precision')):>5}{r['build_s']:7.1f}"
+              f"{fmt(r.get('convert_s'), 7, 0)}{fmt(r.get('compile_s'), 7, 0)}{r['step_s']:8.2f}"
+              f"{flops / r['step_s'] / 1e9:8.0f}{base['step_s'] / r['step_s']:7.2f}{r['encode_s']:7.2f}"
+              f"{r['decode_s']:9.2f}{base['decode_s'] / r['decode_s']:6.2f}{fmt(r['vae_encode_s'], 9, 2)}"
+              f"{r['picture_20_s']:10.1f}{base['picture_20_s'] / r['picture_20_s']:6.2f}"
+              f"{r['peak_rss'] / 2**30:9.2f}{r.get('private', PRIVATE['peak']) / 2**30:12.2f}")
+
+
+def child_row(command: list) -> dict | None:
+    t = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return None
+    what = command[3] + (" (first load: conversion)" if "--prepare" in command else "")
+    print(f"  {what}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -235,6 +331,7 @@ def main() -> int:
                         "(elsewhere bf16 is emulated, ~50x slower than fp32)")
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.configs:
@@ -243,6 +340,9 @@ def main() -> int:
         args.configs = ",".join(c for c in CONFIGS if cpu_has_bf16() or not c.startswith("bf16"))
     # one IR cache for the run's OpenVINO rows (the int8 row compresses the plain row's IR), left after it
     os.environ.setdefault("SD1KIT_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "sd1kit-bench-cache"))
+    if args.child and args.prepare:
+        print(json.dumps(prepare_openvino(args.child, args.file)))
+        return 0
     if args.child:
         size = int(args.sizes)
         sample_private()
@@ -265,12 +365,15 @@ def main() -> int:
         rows = []
         for name in args.configs.split(","):
             print(f"running {name} at {size} ...", file=sys.stderr, flush=True)
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--sizes", str(size), "--steps",
-                                  str(args.steps), "--file", str(checkpoint)], capture_output=True, text=True)
-            if out.returncode != 0:
-                print(out.stderr[-3000:], file=sys.stderr)
+            child = [sys.executable, __file__, "--child", name, "--sizes", str(size), "--steps", str(args.steps),
+                     "--file", str(checkpoint)]
+            prepared = child_row(child + ["--prepare"]) if name.startswith("openvino") else {}
+            row = child_row(child)
+            if row is None or prepared is None:
                 return 1
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if prepared:  # conversion: the first process's; the timed one read the IR from the cache
+                row["convert_s"], row["prepare"] = prepared["convert_s"], prepared
+            rows.append(row)
         results.append({"size": size, "flops": unet_flops(size), "rows": rows})
         print_table(results[-1])
         sys.stdout.flush()

@@ -40,7 +40,7 @@ DEFAULT_POLICY = "static"
 STATIC_KEPT = 2  # compiled shapes kept per part under the static policy (each holds its own weight copy)
 
 # what happened in this process, for tests and stats
-STATS = {"conversions": 0, "cache_hits": 0, "compiles": 0, "compressions": 0}
+STATS = {"conversions": 0, "cache_hits": 0, "compiles": 0, "compressions": 0, "fallbacks": 0}
 
 REFUSED = {
     "controlnet": "ControlNet does not run on the OpenVINO backend yet: use --backend torch",
@@ -189,13 +189,26 @@ class _Spec:
     weights: torch.nn.Module  # whose weights the graph holds (hashed)
 
 
-def _ir_key(spec: _Spec, weights: str, fp16: bool) -> str:
+def _ir_key(spec: _Spec, weights: str, fp16: bool, int8: bool = False) -> str:
+    """The cache key of a part's IR; `int8` (its NNCF-compressed IR) adds itself and NNCF's version, only when
+    true, so that the plain IR's key is what it was."""
     import openvino as ov
 
-    text = json.dumps({"part": spec.part, "config": spec.config, "weights": weights, "fp16": fp16,
-                       "openvino": ov.__version__, "torch": torch.__version__.split("+")[0],
-                       "backend": BACKEND_VERSION}, sort_keys=True, default=str)
+    key = {"part": spec.part, "config": spec.config, "weights": weights, "fp16": fp16, "openvino": ov.__version__,
+           "torch": torch.__version__.split("+")[0], "backend": BACKEND_VERSION}
+    if int8:
+        key.update(int8=True, nncf=_nncf_version())
+    text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _nncf_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nncf")
+    except PackageNotFoundError:
+        return "not installed"  # never compressed with: _compress refuses first
 
 
 def _convert(spec: _Spec, xml: Path, fp16: bool) -> None:
@@ -218,14 +231,22 @@ def _convert(spec: _Spec, xml: Path, fp16: bool) -> None:
         finally:
             spec.weights.to(dtype)  # lossless: the values came from `dtype`
             spec.graph.dtype = dtype
+    _save_ir(model, xml, fp16)
+    del model
+    STATS["conversions"] += 1
+    print(f"converted the {label} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+
+
+def _save_ir(model, xml: Path, fp16: bool) -> None:
+    """Write an IR atomically: saved under a temporary name, then its .bin and its .xml moved into place (a
+    reader finds the .xml only once the .bin it names is there)."""
+    import openvino as ov
+
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmp = xml.with_name(xml.stem + f".tmp{os.getpid()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=fp16)
-    del model
     tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
     tmp.replace(xml)
-    STATS["conversions"] += 1
-    print(f"converted the {label} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
 
 
 class OVPart:
@@ -245,11 +266,19 @@ class OVPart:
         key = shapes if self.policy == "static" else None
         c = self._compiled.get(key)
         if c is None:
-            model = self.core.read_model(str(self.xml))
-            if key is not None:
-                model.reshape({i: list(s) for i, s in enumerate(shapes)})
-            c = self.core.compile_model(model, "CPU", self.config)
-            del model
+            try:
+                c = self._compile(key)
+            except RuntimeError as e:
+                if key is None:
+                    raise
+                # OpenVINO's CPU plugin refuses some static shapes it should take (seen: an int8-weight UNet
+                # whose middle block is 1x1, at 64 px): the part is then compiled once with dynamic shapes
+                print(f"OpenVINO could not compile the {self.part.replace('_', ' ') or 'model'} for the shapes "
+                      f"{list(map(list, shapes))} ({str(e).strip().splitlines()[-1][:120]}); compiling it with "
+                      "dynamic shapes instead", file=sys.stderr, flush=True)
+                self.policy = "dynamic"
+                STATS["fallbacks"] += 1
+                return self.compiled(shapes)
             STATS["compiles"] += 1
             while len(self._compiled) >= STATIC_KEPT:
                 self._compiled.popitem(last=False)
@@ -258,6 +287,12 @@ class OVPart:
             self._compiled.move_to_end(key)
         return c
 
+    def _compile(self, shapes: tuple | None):
+        model = self.core.read_model(str(self.xml))
+        if shapes is not None:
+            model.reshape({i: list(s) for i, s in enumerate(shapes)})
+        return self.core.compile_model(model, "CPU", self.config)
+
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         arrays = [np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy()) for t in inputs]
         c = self.compiled(tuple(a.shape for a in arrays))
@@ -265,20 +300,24 @@ class OVPart:
         return [torch.from_numpy(np.array(out[i])) for i in range(len(c.outputs))]
 
 
-def _ir_path(spec: _Spec) -> tuple[Path, bool]:
-    """The IR's path (its name is the cache key) and whether it stores fp16 weights (losslessly)."""
+def _ir_paths(spec: _Spec) -> tuple[Path, Path, bool]:
+    """The plain IR's path and its int8-compressed IR's (their names are the cache keys), and whether the plain
+    one stores fp16 weights (losslessly)."""
     weights, fp16 = weights_hash(spec.weights)
-    return cache_root() / f"{spec.part}-{_ir_key(spec, weights, fp16)}.xml", fp16
+    root = cache_root()
+    return (root / f"{spec.part}-{_ir_key(spec, weights, fp16)}.xml",
+            root / f"{spec.part}-{_ir_key(spec, weights, fp16, int8=True)}-int8.xml", fp16)
 
 
-def ir_paths(modules, parts=None) -> dict[str, tuple[Path, bool]]:
+def ir_paths(modules, parts=None, int8: bool = False) -> dict[str, tuple[Path, bool]]:
     """Where each part's IR is (or would be) cached for these weights, and whether it is there: the cache key,
-    without converting anything."""
+    without converting anything. int8: the compressed IR for the parts --int8 compresses (INT8_PARTS)."""
     require_openvino()
     out = {}
     for spec in _specs(modules, parts or ALL_PARTS, 64, 64):
-        xml, _ = _ir_path(spec)
-        out[spec.part] = (xml, xml.is_file() and xml.with_suffix(".bin").is_file())
+        plain, small, _ = _ir_paths(spec)
+        xml = small if int8 and spec.part in INT8_PARTS else plain
+        out[spec.part] = (xml, _cached(xml))
     return out
 
 
@@ -288,8 +327,7 @@ def _cached(xml: Path) -> bool:
 
 def _load_part(spec: _Spec, precision: str, policy: str, int8: bool = False) -> OVPart:
     require_openvino()
-    xml, fp16 = _ir_path(spec)
-    small = xml.with_name(xml.stem + "-int8.xml")
+    xml, small, fp16 = _ir_paths(spec)
     if _cached(small if int8 else xml):
         STATS["cache_hits"] += 1
     else:
@@ -312,11 +350,8 @@ def _compress(xml: Path, out: Path) -> None:
     print(f"compressing {xml.stem.split('-')[0].replace('_', ' ')} weights to int8 (once; cached) ...",
           file=sys.stderr, flush=True)
     model = nncf.compress_weights(ov.Core().read_model(str(xml)))
-    tmp = out.with_name(out.stem + f".tmp{os.getpid()}.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    _save_ir(model, out, fp16=False)
     del model
-    tmp.with_suffix(".bin").replace(out.with_suffix(".bin"))
-    tmp.replace(out)
     STATS["compressions"] += 1
 
 
