@@ -43,11 +43,13 @@ CONFIGS = {
                   "tiled VAE above 512",
     "openvino": "sd1kit load_model of the same file with --backend openvino (bf16 where the CPU has bf16 dot "
                 "products), then the pipeline; the IR converted once (conv s, in a first process), then read from the cache",
+    "openvino-low": "openvino + --low-memory (each compiled part freed after its phase of the picture, compiled "
+                    "again from the cache for the next: its compile seconds are in the picture)",
     "openvino-int8": "openvino + --int8 (NNCF int8 weights for the UNet and text encoder; fast mode)",
     "ov-plain": "the peer: OpenVINO run plainly (diffusers' modules through convert_model, default compile; "
                 "bench/openvino.py)",
 }
-FILE_CONFIGS = ("file-auto", "fast", "low-memory", "openvino", "openvino-int8")
+FILE_CONFIGS = ("file-auto", "fast", "low-memory", "openvino", "openvino-low", "openvino-int8")
 
 
 def peak_rss() -> int:
@@ -124,7 +126,8 @@ def time_openvino() -> None:
 def openvino_runtime(name: str):
     from sd1kit.pipeline.runtime import resolve_runtime
 
-    return resolve_runtime(device="cpu", backend="openvino", int8=name == "openvino-int8" or None)
+    return resolve_runtime(device="cpu", backend="openvino", int8=name == "openvino-int8" or None,
+                           low_memory=name == "openvino-low" or None)
 
 
 def prepare_openvino(name: str, path: str) -> dict:

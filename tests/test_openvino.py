@@ -291,3 +291,53 @@ def test_generate_int8_says_so(cli, tiny_models, tmp_path, monkeypatch, ov_cache
     params = parse_infotext(Image.open(path).info["parameters"])
     dtype = resolve_runtime(device="cpu", backend="openvino").dtype
     assert params["Precision"] == f"{dtype} int8 weights" and params["Backend"] == "OpenVINO", params
+
+
+def test_a_16_bit_overflow_of_the_openvino_vae_is_decoded_again_in_f32(converted):
+    """images.decode's fp32 retry reaches the OpenVINO VAE: a decoder compiled in 16 bits that overflows (here
+    made to answer inf) is compiled in f32 and decodes the same pictures as the f32 one, said as a retry."""
+    from sd1kit.pipeline import images
+
+    model, f32, _ = converted
+    real = f32.modules.vae.decoder_part
+
+    class Overflowing:
+        precision, xml, policy, part = "bf16", real.xml, real.policy, real.part
+
+        def __call__(self, z):
+            return [torch.full((z.shape[0], 3, z.shape[2] * 8, z.shape[3] * 8), float("inf"))]
+
+        def with_precision(self, precision):
+            assert precision == "f32"
+            return real
+
+    vae = type(f32.modules.vae)(Overflowing(), None, f32.modules.vae.config)
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    assert images.reduced_precision(vae) and not images.reduced_precision(f32.modules.vae)
+    pictures, retried = images.decode(vae, z, model.latent_scale)
+    want, again = images.decode(f32.modules.vae, z, model.latent_scale)
+    assert retried and not again
+    assert [np.asarray(p).tolist() for p in pictures] == [np.asarray(p).tolist() for p in want]
+    assert isinstance(vae.decoder_part, Overflowing)  # as it was after the retry
+
+
+def test_low_memory_frees_each_compiled_part_after_its_phase(converted):
+    """--low-memory on OpenVINO: the text encoder, the UNet and the VAE decoder are compiled for their phase of
+    the picture and dropped after it (compiled again from the IR for the next one): the same pixels as the
+    default, which keeps them compiled (freeing only their scratch memory)."""
+    import dataclasses
+
+    from sd1kit.pipeline.generate import generate
+    from sd1kit.pipeline.request import GenerationRequest
+    from sd1kit.pipeline.runtime import Runtime
+
+    _, f32, _ = converted
+    request = GenerationRequest(prompt="1girl", negative_prompt="lowres", steps=2, width=64, height=64, seed=5)
+    kept = f32.modules
+    want = np.asarray(generate(request, f32).images[0].image)
+    assert kept.unet.part._compiled and kept.text_encoder.part._compiled and kept.vae.decoder_part._compiled
+    low = dataclasses.replace(f32, runtime=Runtime("cpu", "fp32", "openvino", low_memory=True))
+    for _ in range(2):
+        assert np.array_equal(np.asarray(generate(request, low).images[0].image), want)
+        assert not kept.unet.part._compiled and not kept.text_encoder.part._compiled
+        assert not kept.vae.decoder_part._compiled

@@ -53,7 +53,7 @@ def test_a_pictures_precision_is_kept_where_this_machine_runs_it(monkeypatch):
 
 def test_runtime_refusals_are_one_line():
     pytest.importorskip("openvino")
-    for kwargs in ({"backend": "openvino", "low_memory": True}, {"backend": "openvino", "dtype": "fp16"},
+    for kwargs in ({"backend": "openvino", "dtype": "fp16"}, {"backend": "openvino", "int8": True, "dtype": "fp16"},
                    {"backend": "metal"}, {"dtype": "fp8"}):
         with pytest.raises(Sd1kitError) as e:
             rt.resolve_runtime(device="cpu", **kwargs)
@@ -70,7 +70,7 @@ def test_auto_backend_is_torch_for_what_openvino_does_not_run():
         r = rt.resolve_runtime(device="cpu", request=request)
         assert r.backend == "torch" and what in r.sources["backend"].source
     assert rt.resolve_runtime(device="cpu", request=GenerationRequest()).backend == "auto"  # decided at load
-    assert rt.resolve_runtime(device="cpu", low_memory=True).backend == "torch"
+    assert rt.resolve_runtime(device="cpu", low_memory=True).backend == "auto"  # both backends have --low-memory
 
 
 def test_the_default_path_is_said_in_the_infotext_and_the_plan(cli, tiny_models, tmp_path, monkeypatch):

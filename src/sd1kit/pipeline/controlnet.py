@@ -8,7 +8,6 @@ injection, and the residuals added to the conditional rows only). Guess mode is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch

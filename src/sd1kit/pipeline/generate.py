@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from sd1kit.pipeline import hires, images, inpaint
+from sd1kit.pipeline.memory import release
 from sd1kit.pipeline.model import LoadedModel
 from sd1kit.pipeline.modifiers import composed_raw
 from sd1kit.pipeline.plan import GenerationPlan, Pass, plan
@@ -84,6 +85,7 @@ def run(p: GenerationPlan, callback: Callable | None = None,
         for ps in p.passes:
             with _pass_modifiers(p, ps):
                 conds[ps.name] = _conditioning(p, encoder, ps)
+        release(p.model.modules.text_encoder, drop=_low_memory(p))
         src = _prepare_init(p)
         for number in range(p.request.batch_count):
             batch = Batch(*p.seeds(number), callback, should_stop)
@@ -233,10 +235,16 @@ def _decode(p: GenerationPlan, latents: torch.Tensor, result: Result) -> list:
     decoder = next((m for m in p.modifiers if m.kind == "taesd"), None)
     if decoder is not None:
         return decoder.decode(p.model, latents)
+    release(p.model.modules.unet, drop=_low_memory(p))  # --low-memory on OpenVINO: compiled again next picture
     pictures, retried = images.decode(p.model.modules.vae, latents, p.model.latent_scale, p.request.tiled_vae)
+    release(p.model.modules.vae, drop=_low_memory(p))
     if retried:
         result.warnings.append("the VAE overflowed in reduced precision; decoded again in fp32")
     return pictures
+
+
+def _low_memory(p: GenerationPlan) -> bool:
+    return bool(p.model.runtime and p.model.runtime.low_memory)
 
 
 def _img2img_start(p: GenerationPlan, ps: Pass, init: torch.Tensor, noise: torch.Tensor):

@@ -3,6 +3,7 @@ truncation, init images resized to the request."""
 
 from __future__ import annotations
 
+import contextlib
 import numpy as np
 import torch
 from PIL import Image
@@ -26,7 +27,7 @@ def _decoder(vae, latents: torch.Tensor, tiled: bool):
     from sd1kit.pipeline.memory import decode_banded
 
     size = (latents.shape[-1] * 8, latents.shape[-2] * 8)
-    precision = "fp32" if compute_dtype(vae) == torch.float32 else "bf16"
+    precision = "bf16" if reduced_precision(vae) else "fp32"
     big = size[0] * size[1] > AUTO_BANDED_PIXELS or decode_banded(precision, size)  # or the whole would not fit
     return vae_bands.decode if (tiled or big) and vae_bands.supports(vae) else _decode_full
 
@@ -49,18 +50,38 @@ def decode(vae, latents: torch.Tensor, scale: float, tiled: bool = False) -> tup
     with torch.no_grad():
         pixels = [run(vae, (latents[i:i + 1] / scale).to(dtype)) for i in range(latents.shape[0])]
         broken = [i for i, p in enumerate(pixels) if not torch.isfinite(p).all()]
-        retried = bool(broken) and dtype != torch.float32
+        retried = bool(broken) and reduced_precision(vae)
         if retried:
-            vae.float()
-            try:
+            with in_fp32(vae):
                 for i in broken:
                     pixels[i] = run(vae, (latents[i:i + 1] / scale).float())
-            finally:
-                vae.to(dtype)
     pixels = torch.cat(pixels)
     if not torch.isfinite(pixels).all():
         raise Sd1kitError("VAE", "decoded image has NaN/inf values even in fp32: the VAE weights are broken")
     return to_pictures(pixels), retried
+
+
+def reduced_precision(vae) -> bool:
+    """Whether the VAE computes in fp16/bf16: its weights' dtype, or (OpenVINO) the precision it was compiled
+    for."""
+    own = getattr(vae, "reduced_precision", None)
+    return own() if own is not None else compute_dtype(vae) != torch.float32
+
+
+@contextlib.contextmanager
+def in_fp32(vae):
+    """The VAE computing in fp32 for the block (the retry after an overflow), then as it was."""
+    own = getattr(vae, "in_fp32", None)
+    if own is not None:
+        with own():
+            yield
+        return
+    dtype = compute_dtype(vae)
+    vae.float()
+    try:
+        yield
+    finally:
+        vae.to(dtype)
 
 
 def to_pictures(pixels: torch.Tensor) -> list[Image.Image]:

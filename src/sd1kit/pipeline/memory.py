@@ -98,3 +98,12 @@ def check_room(plan) -> None:
 def decode_banded(vae_precision: str, size: tuple[int, int]) -> bool:
     """Whether the whole decode of a picture of `size` would not fit the free memory (then it goes in bands)."""
     return decode_bytes(size, vae_precision, False) + SLACK > available()
+
+
+def release(module, drop: bool = False) -> None:
+    """After a part's phase of a job (the text encoder once the prompts are encoded, the UNet before the decode,
+    the VAE after it): an OpenVINO part frees the activations it keeps for its next call, and with `drop`
+    (--low-memory, the text encoder) its compiled weights too. Torch modules hold nothing between calls."""
+    free = getattr(module, "release_memory", None) if module is not None else None
+    if free is not None:
+        free(drop)

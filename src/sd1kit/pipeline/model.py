@@ -14,7 +14,7 @@ from sd1kit.formats.hashes import file_identity
 from sd1kit.models.build import SD1Modules, load_modules
 from sd1kit.models.probe import cached_probe
 from sd1kit.models.tokenizer import clip_tokenizer
-from sd1kit.pipeline.device import DTYPES, compute_dtype, return_freed_memory
+from sd1kit.pipeline.device import DTYPES, compute_dtype, return_freed_memory, trim_heap
 from sd1kit.pipeline.options import Resolved
 from sd1kit.pipeline.runtime import Runtime
 from sd1kit.report import inspect_path
@@ -216,6 +216,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         shapes = live_shapes(raw)
         modules = openvino_modules(raw, precision=precision_of(runtime.dtype), int8=runtime.int8)
         del raw
+        trim_heap()
     pred, ztsnr = defaults["prediction"].value, defaults["zero_terminal_snr"].value
     schedule = DiscreteSchedule(sd1_alphas_cumprod(zero_terminal_snr=ztsnr))
     compute = torch.float32 if runtime.backend == "openvino" else runtime.torch_dtype

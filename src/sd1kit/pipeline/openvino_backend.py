@@ -14,6 +14,7 @@ TAESD decodes with its own torch module; ControlNet, DeepCache and token merging
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -223,13 +224,13 @@ def _convert(spec: _Spec, xml: Path, fp16: bool) -> None:
         warnings.simplefilter("ignore")  # torch.jit's TracerWarnings about diffusers' shape checks
         # traced in fp32 (a 16-bit file's weights are stored back in fp16, losslessly): the IR then computes in
         # the precision it is compiled for, not in the file's
-        spec.weights.float()
+        torch.nn.Module.float(spec.weights)  # torch's own: diffusers' .to() logs about fp32 modules
         spec.graph.dtype = torch.float32
         try:
             model = ov.convert_model(spec.graph, example_input=spec.example,
                                      input=[ov.PartialShape(s) for s in spec.dynamic])
         finally:
-            spec.weights.to(dtype)  # lossless: the values came from `dtype`
+            torch.nn.Module.to(spec.weights, dtype)  # lossless: the values came from `dtype`
             spec.graph.dtype = dtype
     _save_ir(model, xml, fp16)
     del model
@@ -286,6 +287,20 @@ class OVPart:
         else:
             self._compiled.move_to_end(key)
         return c
+
+    def release(self, drop: bool = False) -> None:
+        """Free what the compiled models hold between calls: their scratch memory (OpenVINO's release_memory:
+        the activations kept for the next call), or with `drop` the compiled models themselves, weights and all
+        (compiled again, from the cached IR, on the next call)."""
+        if drop:
+            self._compiled.clear()
+            return
+        for c in self._compiled.values():
+            c.release_memory()
+
+    def with_precision(self, precision: str) -> "OVPart":
+        """The same IR, compiled in another precision (nothing is compiled until it is called)."""
+        return OVPart(self.xml, precision, self.policy, self.part)
 
     def _compile(self, shapes: tuple | None):
         model = self.core.read_model(str(self.xml))
@@ -375,6 +390,15 @@ class _OVModule(torch.nn.Module):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
+    def parts(self) -> list:
+        return [self.part]
+
+    def release_memory(self, drop: bool = False) -> None:
+        """pipeline.memory.release: each part's scratch memory freed (`drop`: the compiled parts too)."""
+        for part in self.parts():
+            if part is not None:
+                part.release(drop)
+
 
 class OVUNet(_OVModule):
     """unet(sample, timestep, encoder_hidden_states=...) -> object with `.sample`, as diffusers' UNet."""
@@ -405,6 +429,26 @@ class OVVAE(_OVModule):
     def __init__(self, decoder: OVPart | None, encoder: OVPart | None, config):
         super().__init__(config)
         self.decoder_part, self.encoder_part = decoder, encoder
+        self._fp32 = None  # the decoder compiled in f32, made on the first overflow
+
+    def parts(self) -> list:
+        return [self.decoder_part, self.encoder_part, self._fp32]
+
+    def reduced_precision(self) -> bool:
+        return self.decoder_part is not None and self.decoder_part.precision != "f32"
+
+    @contextlib.contextmanager
+    def in_fp32(self):
+        """The decoder compiled in f32 for the block (images.decode's retry after a 16-bit overflow); the f32
+        part is kept for the next overflow."""
+        held = self.decoder_part
+        if self._fp32 is None:
+            self._fp32 = held.with_precision("f32")
+        self.decoder_part = self._fp32
+        try:
+            yield
+        finally:
+            self.decoder_part = held
 
     def decode(self, z, return_dict=True):
         out = self.decoder_part(z)[0]

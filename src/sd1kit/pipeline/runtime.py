@@ -39,7 +39,9 @@ RUNTIME_OPTIONS = (
                   "auto (default): OpenVINO where it measured faster on this machine (once, cached), else torch; "
                   "openvino needs pip install 'sd1kit[openvino]'"),
     RuntimeOption("low_memory", "--low-memory", False, None,
-                  "keep weights in 16 bits and compute each layer in --dtype only while it runs (torch)"),
+                  "the smallest peak, the same pixels: torch keeps weights in 16 bits and computes each layer in "
+                  "--dtype only while it runs; OpenVINO frees each compiled part once its phase of a picture is "
+                  "done (compiled again from the cache next picture: a few seconds)"),
     RuntimeOption("int8", "--int8", False, None,
                   "fast mode on OpenVINO: UNet and text encoder weights compressed to int8 (NNCF; pixels change "
                   "slightly; needs --backend openvino)"),
@@ -98,14 +100,11 @@ def resolve_runtime(device=None, dtype=None, backend=None, low_memory=None, sour
     sources = {"device": Resolved(picked_device, source if device and device != "auto" else "auto")}
     sources["dtype"] = _dtype(dtype, picked_device, source, picture or {}, notes)
     low = bool(low_memory)
-    sources["backend"] = _backend(backend, picked_device, source, picture or {}, notes, low, sources["dtype"].value)
+    sources["backend"] = _backend(backend, picked_device, source, picture or {}, notes, sources["dtype"].value)
     torch_only = torch_only_reason(request) if request is not None else None
     if torch_only and sources["backend"].value in ("auto", "openvino") and sources["backend"].source != source:
         sources["backend"] = Resolved("torch", f"auto: {torch_only} runs on torch")
     sources["low_memory"] = Resolved(low, source if low_memory is not None else "default")
-    if low and sources["backend"].value == "openvino":
-        raise Sd1kitError("--low-memory", "is a torch option (OpenVINO keeps its own 16-bit weights): drop it or "
-                                          "use --backend torch")
     if int8 is None and str((picture or {}).get("Precision", "")).endswith(" int8 weights"):
         int8, source = True, "picture"
     if int8:
@@ -131,8 +130,7 @@ def _dtype(dtype, device: str, source: str, picture: dict, notes: list[str]) -> 
     return auto
 
 
-def _backend(backend, device: str, source: str, picture: dict, notes: list[str], low_memory: bool,
-             dtype: str) -> Resolved:
+def _backend(backend, device: str, source: str, picture: dict, notes: list[str], dtype: str) -> Resolved:
     from sd1kit.pipeline.openvino_backend import available
 
     if backend and backend != "auto":
@@ -147,14 +145,12 @@ def _backend(backend, device: str, source: str, picture: dict, notes: list[str],
         return Resolved(backend, source)
     recorded = str(picture.get("Backend", "")).strip()
     if backend is None and recorded == BACKEND_TEXT["openvino"]:
-        if device.startswith("cpu") and available() and dtype != "fp16" and not low_memory:
+        if device.startswith("cpu") and available() and dtype != "fp16":
             return Resolved("openvino", "picture")
         notes.append("the picture was made on OpenVINO, not available here: torch (pixels within the bf16 "
                      "tolerance)")
     if not device.startswith("cpu"):
         return Resolved("torch", "auto: OpenVINO runs on the CPU")
-    if low_memory:
-        return Resolved("torch", "auto: --low-memory is a torch option")
     if dtype == "fp16":
         return Resolved("torch", "auto: OpenVINO computes in bf16 or fp32 on the CPU")
     if not available():
