@@ -179,10 +179,13 @@ def _run(args, the_plan) -> int:
     return 130 if stop["asked"] else 0
 
 
-def _add_source_flags(p: argparse.ArgumentParser) -> None:
-    """Where the prompt, the picture to redo and the model files come from."""
-    p.add_argument("--from", dest="from_picture", metavar="PICTURE",
-                   help="regenerate from a picture's A1111 parameters (other options override them)")
+def _add_source_flags(p: argparse.ArgumentParser, picture: bool = True) -> None:
+    """Where the prompt, the picture to redo (`picture`: --from) and the model files come from."""
+    if picture:
+        p.add_argument("--from", dest="from_picture", metavar="PICTURE",
+                       help="regenerate from a picture's A1111 parameters (other options override them)")
+    else:
+        p.set_defaults(from_picture=None)
     p.add_argument("--models-dir", help="A1111-style models folder for --from: Stable-diffusion/, VAE/ "
                                         "(default $SD1KIT_HOME/models)")
     p.add_argument("--vae", help="an external VAE (.pt / .ckpt / .safetensors), or its name in models/VAE")

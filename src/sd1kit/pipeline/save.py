@@ -42,12 +42,25 @@ def save_image(image: Image.Image, infotext: str, folder: Path, seed: int, promp
         index += 1
     with atomic_path(path) as tmp:
         if fmt == "png":
-            info = PngImagePlugin.PngInfo()
-            info.add_text("parameters", infotext)  # tEXt when Latin-1 encodable, else iTXt (as Pillow and A1111)
-            image.save(tmp, format="PNG", pnginfo=info)
+            image.save(tmp, format="PNG", pnginfo=_png_info(infotext))
         else:
             image.save(tmp, format=FORMATS[fmt], exif=exif_with_comment(infotext), quality=95)
     return path
+
+
+def _png_info(infotext: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)  # tEXt when Latin-1 encodable, else iTXt (as Pillow and A1111)
+    return info
+
+
+def png_bytes(image: Image.Image, infotext: str) -> bytes:
+    """The PNG save_image writes, as bytes (a batch worker's picture, sent to the driver that writes it)."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=_png_info(infotext))
+    return buffer.getvalue()
 
 
 def save_png(image: Image.Image, infotext: str, folder: Path, seed: int, prompt: str) -> Path:
