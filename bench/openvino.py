@@ -240,10 +240,11 @@ def print_table(size: int, rows: list) -> None:
 
 
 def _short(precision) -> str:
+    """bf16 / f32 / f16 (OpenVINO's str(ov.Type.bf16) is "<Type: 'bfloat16'>": once shown as f16)."""
     if precision is None:
         return "-"
     p = str(precision).lower()
-    return "bf16" if "bf16" in p else "f32" if "32" in p else "f16" if "16" in p else p[:4]
+    return "bf16" if "bf16" in p or "bfloat16" in p else "f32" if "32" in p else "f16" if "16" in p else p[:4]
 
 
 def _ov_version() -> str:

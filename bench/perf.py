@@ -283,10 +283,7 @@ def run_config(name: str, size: int, steps: int) -> dict:
 
 def short_precision(precision) -> str:
     """bf16 / f32 / f16 from our names or OpenVINO's element types (str(ov.Type.bf16) is "<Type: 'bfloat16'>")."""
-    if precision is None:
-        return "-"
-    p = str(precision).lower()
-    return "bf16" if "bf16" in p or "bfloat16" in p else "f32" if "32" in p else "f16" if "16" in p else p[:4]
+    return ov_bench()._short(precision)
 
 
 def print_table(result: dict) -> None:

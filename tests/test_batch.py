@@ -175,3 +175,38 @@ def test_xy_grid_jobs_and_picture(cli, tiny_models, tmp_path):
     for bad in ("Nonsense=1,2", "CFG scale", "Steps="):
         r = cli("batch", "--xy", bad, "--out", out, "--quiet")
         assert r.code == 2 and r.err.count("\n") == 1 and "--xy" in r.err
+
+
+def test_sigint_stops_cleanly_and_the_rerun_resumes(tiny_models, tmp_path):
+    """Ctrl-C on the driver: the job running is dropped (nothing half-written), the command ends with 130 and
+    says how to resume; the same command again does the rest, none twice."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("".join(f"--prompt picture {i} --seed {i} --steps 12\n" for i in range(8)))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sd1kit.cli", "batch", str(jobs), "--out", str(out), "--model",
+               str(tiny_models["sd15"]), "--size", "64x64", "--quiet"]
+    env = {**os.environ, "SD1KIT_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    manifest = out / "manifest.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (manifest.exists() and manifest.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    first = _manifest(out)
+    assert proc.returncode == 130, stderr
+    assert "stopped: run the same command again to resume" in stdout and "Traceback" not in stderr
+    assert 2 <= len(first) < 8 and all(e["status"] == "done" for e in first)
+    assert sorted(p.name for p in out.iterdir() if p.name != "manifest.jsonl") == \
+        sorted(e["outputs"][0]["file"] for e in first)  # no temporary or half-written file
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    entries = _manifest(out)
+    assert len(entries) == 8 and len({e["job"] for e in entries}) == 8
+    assert len(list(out.glob("*.png"))) == 8

@@ -187,7 +187,7 @@ def test_other_errors_share_the_shape(client, server, monkeypatch):
     monkeypatch.setattr(routes_models, "list_checkpoints", broken)
     assert _shaped(client.get("/sdapi/v1/sd-models"), 500)["error"] == "RuntimeError"
 
-    def full(kind, work, task=None):
+    def full(kind, work, task=None, client=None):
         raise jobs.QueueFull("the queue is full")
 
     monkeypatch.setattr(server.app.state.sd1kit.jobs, "submit", full)

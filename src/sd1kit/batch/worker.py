@@ -39,26 +39,37 @@ class Worker:
                 "seconds": time.perf_counter() - t}
 
     def _run(self, job, should_stop) -> tuple[list[dict], list[str]]:
-        from sd1kit.pipeline.generate import run
-        from sd1kit.pipeline.model import load_model
-        from sd1kit.pipeline.plan import plan
-        from sd1kit.pipeline.runtime import resolve_runtime
         from sd1kit.pipeline.save import png_bytes
-        from sd1kit.sampling.registry import resolve_sampler
 
-        request = job.request
-        resolve_sampler(request.sampler, request.schedule)  # a bad name fails before a model is loaded
-        model_path = self._locate(request.model, job.model_sha256)
-        request = request.with_(model=str(model_path) if model_path else None)
-        runtime = resolve_runtime(**self.runtime, source="batch", request=request)
-        model = load_model(request.model, prediction=request.prediction,
-                           zero_terminal_snr=request.zero_terminal_snr, runtime=runtime)
-        result = run(plan(request, model), should_stop=should_stop)
+        result = self.generate(job.request, job.model_sha256, should_stop=should_stop)
         if any(item.interrupted for item in result.images) or (should_stop and should_stop()):
             raise Interrupted()
         outputs = [{"seed": item.seed, "png": png_bytes(item.image, item.infotext),
                     "sha256": hashlib.sha256(item.image.tobytes()).hexdigest()} for item in result.images]
         return outputs, list(result.warnings)
+
+    def planned(self, request, sha256: str | None = None):
+        """The request's plan on its model (located, loaded once and kept), as `sd1kit generate` plans it."""
+        from sd1kit.pipeline.model import load_model
+        from sd1kit.pipeline.plan import plan
+        from sd1kit.pipeline.runtime import resolve_runtime
+        from sd1kit.sampling.registry import resolve_sampler
+
+        resolve_sampler(request.sampler, request.schedule)  # a bad name fails before a model is loaded
+        model_path = self._locate(request.model, sha256)
+        request = request.with_(model=str(model_path) if model_path else None)
+        runtime = resolve_runtime(**self.runtime, source="batch", request=request)
+        model = load_model(request.model, prediction=request.prediction,
+                           zero_terminal_snr=request.zero_terminal_snr, runtime=runtime)
+        return plan(request, model)
+
+    def generate(self, request, sha256: str | None = None, callback=None, should_stop=None):
+        """The request run on its model: the pipeline's Result (its plan left out: it holds the model)."""
+        from sd1kit.pipeline.generate import run
+
+        result = run(self.planned(request, sha256), callback=callback, should_stop=should_stop)
+        result.plan = None
+        return result
 
     def _locate(self, path: str | None, sha256: str | None) -> Path | None:
         """The checkpoint: the driver's path where it holds the same file, else the file with that hash in this

@@ -23,7 +23,13 @@ def _cmd_serve(args) -> int:
     check_bind(args.host, auth, args.insecure_no_auth)
     root = Path(args.models_dir) if args.models_dir else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
     config = ServerConfig(root if root.is_dir() else None, auth, args.queue, args.device or "auto", args.dtype,
-                          args.model, args.backend, bool(args.low_memory), bool(args.int8))
+                          args.model, args.backend, bool(args.low_memory), bool(args.int8), args.ray, args.replicas)
+    if args.ray is not None:
+        from sd1kit.batch.on_ray import require_ray
+
+        require_ray()
+        if args.replicas < 1:
+            raise Sd1kitError("--replicas", "must be at least 1")
     ServerState(config, None).runtime()  # a bad runtime fails here, in one line
     import uvicorn
 
@@ -41,5 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--auth", metavar="USER:PASS", help="HTTP basic authentication (required off loopback)")
     p.add_argument("--insecure-no-auth", action="store_true", help="listen off loopback without authentication")
     p.add_argument("--queue", type=int, default=16, help="jobs that may wait (a full queue answers 429)")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="generate on Ray Serve replicas: auto (this machine's cluster, else a local one) or an address")
+    p.add_argument("--replicas", type=int, default=2, help="with --ray: replicas, each holding a model")
     add_runtime_flags(p)
     p.set_defaults(func=_cmd_serve)

@@ -42,8 +42,15 @@ RETRY_AFTER_S = 5  # the 429's Retry-After (seconds): about one small job on a C
 def create_app(config: ServerConfig) -> FastAPI:
     app = FastAPIOffline(title="sd1kit", version=__version__,  # /docs and /redoc work offline
                          description="An A1111-compatible API for SD1-family models (sd1kit)")
-    state = ServerState(config, JobQueue(config.queue_size))
+    state = ServerState(config, JobQueue(config.queue_size, config.replicas if config.ray is not None else 1))
     app.state.sd1kit = state
+    if config.ray is not None:
+        from sd1kit.server.replicas import Replicas
+
+        c = config
+        state.replicas = Replicas(c.ray, c.replicas, {"device": c.device, "dtype": c.dtype, "backend": c.backend,
+                                                      "low_memory": c.low_memory or None, "int8": c.int8 or None},
+                                  1, str(c.models_dir) if c.models_dir else None)
     app.middleware("http")(guard)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(CatchAll)

@@ -33,6 +33,7 @@ class Job:
     stop: bool = False
     task: str | None = None  # the client's id for it (A1111's force_task_id), for /internal/progress
     finished: float | None = None
+    client: str | None = None  # the submitting client's address: /sdapi/v1/progress reports its own last job
 
     def as_json(self) -> dict:
         done = self.state in ("done", "failed", "cancelled")
@@ -41,19 +42,22 @@ class Job:
 
 
 class JobQueue:
-    def __init__(self, maxsize: int = 16):
+    def __init__(self, maxsize: int = 16, workers: int = 1):
         self.maxsize = maxsize
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=maxsize)
         self._ids = itertools.count(1)
         self.jobs: dict[str, Job] = {}  # recent jobs by id (finished ones kept for a while)
         self.current: Job | None = None
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="sd1kit-worker", daemon=True)
+        self.running: dict = {}  # id -> job, those running now (one per worker: several under --ray --replicas)
         self._closing = False
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"sd1kit-worker-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for thread in self._threads:
+            thread.start()
 
-    def submit(self, kind: str, work: Callable, task: str | None = None) -> Job:
-        job = Job(f"job-{next(self._ids)}", kind, work, task=task)
+    def submit(self, kind: str, work: Callable, task: str | None = None, client: str | None = None) -> Job:
+        job = Job(f"job-{next(self._ids)}", kind, work, task=task, client=client)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -75,6 +79,11 @@ class JobQueue:
         with self._lock:
             return next((j for j in reversed(self.jobs.values()) if task in (j.task, j.id)), None)
 
+    def of_client(self, client: str | None) -> Job | None:
+        """The latest job this client submitted (None if it submitted none)."""
+        with self._lock:
+            return next((j for j in reversed(self.jobs.values()) if client and j.client == client), None)
+
     def pending(self) -> int:
         return self._queue.qsize()
 
@@ -86,8 +95,8 @@ class JobQueue:
         return job
 
     def interrupt(self) -> None:
-        if self.current is not None:
-            self.current.stop = True
+        for job in list(self.running.values()):
+            job.stop = True
 
     def _run(self) -> None:
         while not self._closing:
@@ -101,6 +110,7 @@ class JobQueue:
                     job.future.set_exception(Sd1kitError(job.id, "cancelled before it started"))
                 continue
             job.state, job.started, self.current = "running", time.time(), job
+            self.running[job.id] = job
             try:
                 result = job.work(job)
             except BaseException as e:  # noqa: BLE001 - every failure goes back to the client that asked
@@ -110,7 +120,9 @@ class JobQueue:
                 job.state = "done"
                 job.future.set_result(result)
             finally:
-                job.finished, self.current = time.time(), None
+                job.finished = time.time()
+                self.running.pop(job.id, None)
+                self.current = next(iter(self.running.values()), None)
 
     def close(self) -> None:
         self._closing = True

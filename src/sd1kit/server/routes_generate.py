@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.server.a1111 import (
@@ -111,6 +111,13 @@ class GenerationJob:
         state.model_title = self.wanted or previous
         done = False
         try:
+            if state.replicas is not None:
+                result, the_request = self._on_replica(job, request)
+                if isinstance(result, dict):
+                    return result
+                kept = store_options(state, self.overrides) if self.keep else []
+                done = True
+                return generation_response(self.payload, result, the_request, warnings + kept)
             the_plan = plan(request, state.load(job, request))
             if self.dry:
                 return {"plan": the_plan.as_json()}
@@ -129,12 +136,26 @@ class GenerationJob:
                 state.model_title = previous
 
 
-async def submitted(state: ServerState, kind: str, payload, task: str | None = None):
+    def _on_replica(self, job, request):
+        """(Result, request) from the replica the job is routed to (or ({"plan": ...}, request) for a dry run):
+        the checkpoint named by its file and hash, so that every replica loads the same."""
+        entry = find_checkpoint(self.state, self.state.model_title)
+        request = request.with_(model=entry["filename"])
+        kind, value = self.state.replicas.run(job, request, entry["sha256"], self.dry)
+        return ({"plan": value} if kind == "plan" else value), request
+
+
+async def submitted(state: ServerState, kind: str, payload, task: str | None = None, client: str | None = None):
     """A generation job checked off the event loop (decoding, hashing) and run; a full queue is said before any
     decoding."""
     state.jobs.check_room()
     work = await asyncio.to_thread(generation_job, state, payload, kind == "img2img")
-    return await state.run(kind, work, task)
+    return await state.run(kind, work, task, client)
+
+
+def _client(http: Request) -> str | None:
+    """The caller, as /sdapi/v1/progress knows it (its address: A1111's clients send no id of their own)."""
+    return http.client.host if http.client else None
 
 
 def released(work):
@@ -173,13 +194,13 @@ def give_memory_back() -> None:
 
 
 @router.post("/sdapi/v1/txt2img")
-async def txt2img(payload: Txt2ImgPayload, state: State):
-    return await submitted(state, "txt2img", payload, payload.force_task_id)
+async def txt2img(payload: Txt2ImgPayload, state: State, http: Request):
+    return await submitted(state, "txt2img", payload, payload.force_task_id, _client(http))
 
 
 @router.post("/sdapi/v1/img2img")
-async def img2img(payload: Img2ImgPayload, state: State):
-    return await submitted(state, "img2img", payload, payload.force_task_id)
+async def img2img(payload: Img2ImgPayload, state: State, http: Request):
+    return await submitted(state, "img2img", payload, payload.force_task_id, _client(http))
 
 
 @jobs_router.post("/sd1kit/v1/jobs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from importlib import resources
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from sd1kit.server.a1111 import decode_image, encode_png
@@ -32,8 +32,11 @@ async def png_info(payload: dict):
 
 
 @router.get("/sdapi/v1/progress")
-async def progress(state: State, skip_current_image: bool = False):
-    job = state.jobs.current
+async def progress(state: State, http: Request, skip_current_image: bool = False, id_task: str | None = None):
+    """A1111's progress: of the job `id_task` names (a force_task_id or a job id) where given, else of the
+    caller's own last job while it is queued or running (with several replicas several jobs run at once), else of
+    the job running now."""
+    job = _progress_job(state, http, id_task)
     if job is None:
         return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
                 "state": {"skipped": False, "interrupted": False, "job": "", "job_count": state.jobs.pending(),
@@ -50,6 +53,15 @@ async def progress(state: State, skip_current_image: bool = False):
             "state": {"skipped": False, "interrupted": job.stop, "job": job.id,
                       "job_count": state.jobs.pending() + 1, "job_timestamp": str(int(job.started or 0)),
                       "job_no": 0, "sampling_step": job.step, "sampling_steps": job.steps}}
+
+
+def _progress_job(state, http: Request, id_task: str | None):
+    if id_task:
+        return state.jobs.find(id_task)
+    mine = state.jobs.of_client(http.client.host if http.client else None)
+    if mine is not None:
+        return None if mine.future.done() else mine
+    return state.jobs.current
 
 
 @router.post("/internal/progress")

@@ -33,6 +33,8 @@ class ServerConfig:
     backend: str | None = None  # None: auto
     low_memory: bool = False
     int8: bool = False
+    ray: str | None = None  # --ray: generation on Ray Serve replicas (server/replicas.py)
+    replicas: int = 1
 
 
 @dataclass
@@ -44,6 +46,7 @@ class ServerState:
     options: dict = field(default_factory=dict)
 
     loaded_title: str | None = None  # the title `loaded` was loaded as
+    replicas: object = None  # server.replicas.Replicas under --ray
 
     def folder(self, kind: str) -> Path | None:
         return self.config.models_dir / kind if self.config.models_dir else None
@@ -103,9 +106,9 @@ class ServerState:
             self.loaded_title = self.model_title
         return self.loaded
 
-    async def run(self, kind: str, work, task: str | None = None):
+    async def run(self, kind: str, work, task: str | None = None, client: str | None = None):
         """Enqueue `work` (known to /internal/progress as `task`, where given) and await its result."""
-        job = self.jobs.submit(kind, work, task)
+        job = self.jobs.submit(kind, work, task, client)
         return await asyncio.wrap_future(job.future)
 
 
