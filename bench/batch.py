@@ -8,14 +8,17 @@ Ray run's seconds beyond its workers' own seconds, per job). Each run writes to 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/inspect.py
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 
 def jobs_file(folder: Path, n: int, steps: int) -> Path:

@@ -113,3 +113,16 @@ def test_ray_batch_lists_bad_jobs_and_finishes_the_others(cluster, tiny_models, 
     assert "Nosuch Sampler" in reasons["jobs.txt line 4"] and "missing_lora" in reasons["jobs.txt line 8"]
     assert all("\n" not in r for r in reasons.values())
     assert len(list(out.glob("*.png"))) == 10
+
+
+def test_the_command_line_runs_on_the_cluster(cluster, tiny_models, tmp_path, cli):
+    c, _ = cluster
+    jobs = _jobs(tmp_path / "jobs.txt", n=4)
+    out = tmp_path / "out"
+    r = cli("batch", jobs, "--out", out, "--ray", c.address, "--workers", "2", "--model", tiny_models["sd15"],
+            "--size", "64x64", "--quiet")
+    assert r.code == 0, r.err
+    assert "4 done, 0 already done, 0 failed" in r.out and len(list(out.glob("*.png"))) == 4
+    assert all(e["node"] for e in _manifest(out))  # run by Ray actors
+    bad = cli("batch", jobs, "--out", out, "--ray", "127.0.0.1:1", "--quiet")
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "--ray" in bad.err

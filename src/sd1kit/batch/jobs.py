@@ -16,6 +16,7 @@ that a rerun finds the same jobs done.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shlex
@@ -35,7 +36,7 @@ class Job:
     cell: tuple | None = None  # (x, y, z) indexes of an X/Y/Z grid job
     note: str | None = None  # said when the batch starts (a line read as A1111 reads it, not as it looks)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         """sha256 of what decides the pictures: the request (seed resolved) and the model's hash."""
         if self.request is None:

@@ -35,12 +35,28 @@ def connect(address: str | None, cpus: int) -> bool:
         except ConnectionError:
             ray.init(num_cpus=cpus, **quiet)
         return True
+    _reachable(address)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise Sd1kitError("--ray", f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0][:160]}") \
             from None
     return True
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A host:port that answers a TCP connection within `timeout`, else a one-line failure (ray.init would retry
+    an address that does not answer for minutes)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise Sd1kitError("--ray", f"{address!r}: expected auto or HOST:PORT (ray start --head prints it)")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise Sd1kitError("--ray", f"nothing answers at {address} ({e.strerror or e.__class__.__name__}): is "
+                                   "`ray start --head` running there?") from None
 
 
 def _system_errors(ray) -> tuple:
