@@ -352,8 +352,9 @@ def test_plms_is_exact_for_point_data():
         outs[name] = run_sampler(spec, counted, initial_latent(spec, noise, sigmas), sigmas, schedule=SCHEDULE)
         assert len(calls) == (20 if name == "PLMS" else 19)
     # the point data is exact for the alphas of the float32 sigmas, 1 / (1 + sigma^2); the samplers step with the
-    # model's alphas_cumprod, as A1111's do: the two differ by float32 rounding
-    torch.testing.assert_close(outs["PLMS"], outs["DDIM"], rtol=1e-7, atol=1e-7)
+    # model's alphas_cumprod, as A1111's do: the two differ by float32 rounding, a few float32 ulps (1.2e-7
+    # each) over the 20 steps (1.7e-7 on an Intel AVX512/AMX CPU, under 1e-7 on the AMD ones)
+    torch.testing.assert_close(outs["PLMS"], outs["DDIM"], rtol=5e-7, atol=5e-7)
     ac = K.sd1_alphas_cumprod().double()  # the start is the VP latent at timestep 951, the end the one at 1
     eps = (noise - ac[951].sqrt() * x0) / (1 - ac[951]).sqrt()
     torch.testing.assert_close(outs["DDIM"], ac[1].sqrt() * x0 + (1 - ac[1]).sqrt() * eps, rtol=1e-6, atol=1e-6)

@@ -86,3 +86,36 @@ def test_each_jobs_progress_is_its_own(server):
             assert states[i]["result"]["images"]
             assert {x for x in seen[i] if isinstance(x, int)} - {0, 40}  # its steps seen part way
     assert sum(any(isinstance(x, tuple) for x in v) for v in seen.values()) >= 2  # /progress by id, of several
+
+
+def test_interrupt_keeps_the_unfinished_picture(server):
+    """/sdapi/v1/interrupt reaches the replica running the job: it stops at its next step and the job ends with
+    its unfinished picture, as A1111's interrupt does."""
+    import json
+
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        job = http.post("/sd1kit/v1/jobs", json={"kind": "txt2img", "payload": {
+            "prompt": "long", "seed": 9, "steps": 150, "width": 64, "height": 64}}).json()["id"]
+        deadline = time.time() + 120
+        while time.time() < deadline and http.get(f"/sd1kit/v1/jobs/{job}").json()["step"] < 3:
+            time.sleep(0.05)
+        assert http.post("/sdapi/v1/interrupt").status_code == 200
+        while time.time() < deadline and http.get(f"/sd1kit/v1/jobs/{job}").json()["state"] != "done":
+            time.sleep(0.1)
+        state = http.get(f"/sd1kit/v1/jobs/{job}").json()
+        assert state["state"] == "done" and 3 <= state["step"] < 150, state["step"]
+        assert state["result"]["images"] and json.loads(state["result"]["info"])["interrupted"] is True
+
+
+def test_a_model_switch_reaches_every_replica(server):
+    import webuiapi
+
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+    api.util_set_model("wd-tiny")
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda s: api.txt2img(prompt="x", seed=s, steps=1, width=64, height=64),
+                                    range(6)))
+        assert all("Model: wd-tiny" in r.info["infotexts"][0] for r in results)
+    finally:
+        api.util_set_model("sd15-tiny")

@@ -17,16 +17,39 @@ from sd1kit.errors import Sd1kitError
 APP_NAME = "sd1kit"
 
 
+class StopBoard:
+    """The ids of the jobs asked to stop (/sdapi/v1/interrupt, a cancelled job): a replica asks at each step, so an
+    interrupted job ends at its next step with its unfinished picture, as A1111 keeps it."""
+
+    def __init__(self):
+        self.ids: set = set()
+
+    def stop(self, job_id: str) -> None:
+        self.ids.add(job_id)
+
+    def stopped(self, job_id: str) -> bool:
+        return job_id in self.ids
+
+    def forget(self, job_id: str) -> None:
+        self.ids.discard(job_id)
+
+
 class Replica:
     """One replica: a Worker, and a generator of one job's events."""
 
-    def __init__(self, runtime: dict, threads: int, models_dir: str | None):
+    def __init__(self, runtime: dict, threads: int, models_dir: str | None, board=None):
         self.worker = Worker(runtime, threads, models_dir)
+        self.board = board
 
     def ping(self) -> str:
         return self.worker.name
 
-    def generate(self, request, sha256: str | None, dry: bool):
+    def _stopped(self, job_id: str | None) -> bool:
+        import ray
+
+        return bool(self.board is not None and job_id and ray.get(self.board.stopped.remote(job_id)))
+
+    def generate(self, request, sha256: str | None, dry: bool, job_id: str | None = None):
         """("steps", n), ("step", preview latent)..., then ("done", Result) or ("plan", its JSON) or ("error",
         one line). Closing the stream (the client's job cancelled) stops the run at its next step."""
         events: queue.Queue = queue.Queue()
@@ -42,7 +65,7 @@ class Replica:
 
                 events.put(("steps", sum(p.steps for p in the_plan.passes) * the_plan.request.batch_count))
                 result = run(the_plan, callback=lambda i, sigma, latent: events.put(("step", latent[:1].clone())),
-                             should_stop=stop.is_set)
+                             should_stop=lambda: stop.is_set() or self._stopped(job_id))
                 result.plan = result.controls = None  # they hold the model
                 events.put(("done", result))
             except Sd1kitError as e:
@@ -78,12 +101,17 @@ class Replicas:
         deployment = serve.deployment(Replica, name="Replica", num_replicas=self.count,
                                       ray_actor_options={"num_cpus": max(1, threads)},
                                       max_ongoing_requests=1)
-        self.handle = serve.run(deployment.bind(runtime, threads, models_dir), name=APP_NAME, route_prefix=None)
+        import ray
+
+        self.board = ray.remote(StopBoard).options(num_cpus=0).remote()
+        self.handle = serve.run(deployment.bind(runtime, threads, models_dir, self.board), name=APP_NAME,
+                                route_prefix=None)
         self.names = sorted({self.handle.ping.remote().result() for _ in range(self.count * 4)})
 
     def run(self, job, request, sha256: str | None, dry: bool):
         """The job's events turned into its progress (job.steps / job.step / job.preview) and its outcome."""
-        stream = self.handle.options(stream=True).generate.remote(request, sha256, dry)
+        stream = self.handle.options(stream=True).generate.remote(request, sha256, dry, job.id)
+        told = False
         try:
             for kind, value in stream:
                 if kind == "steps":
@@ -91,14 +119,16 @@ class Replicas:
                 elif kind == "step":
                     job.step += 1
                     job.preview = value
-                    if job.stop:
-                        stream.cancel()
-                        raise Sd1kitError(job.id, "interrupted")
                 elif kind == "error":
                     raise Sd1kitError(job.id, value)
                 else:
                     return kind, value
+                if job.stop and not told:  # the replica stops at its next step, its picture kept
+                    self.board.stop.remote(job.id)
+                    told = True
         finally:
+            if told:
+                self.board.forget.remote(job.id)
             del stream
         raise Sd1kitError(job.id, "the replica ended the job without a result")
 
