@@ -31,7 +31,6 @@ class Outcome:
     failed: list = dataclasses.field(default_factory=list)  # (label, reason)
     pictures: int = 0
     stopped: bool = False
-    written: dict = dataclasses.field(default_factory=dict)  # job id -> its picture paths
 
 
 class Recorder:
@@ -66,7 +65,6 @@ class Recorder:
                                   "warnings": result.get("warnings", [])})
             self.outcome.done += 1
             self.outcome.pictures += len(outputs)
-            self.outcome.written[job.id] = [self.out / o["file"] for o in outputs]
         if self.bar is not None:
             minutes = (time.perf_counter() - self.started) / 60
             self.bar.set_postfix_str(f"{self.outcome.pictures / max(minutes, 1e-9):.1f} pictures/min, "

@@ -39,10 +39,9 @@ def _jobs(args):
 
 def _executor(args):
     from sd1kit.batch.run import InProcess
+    from sd1kit.pipeline.runtime import given_runtime
 
-    worker = {"runtime": {"device": args.device, "dtype": args.dtype, "backend": args.backend,
-                          "low_memory": args.low_memory or None, "int8": args.int8 or None},
-              "models_dir": args.models_dir}
+    worker = {"runtime": given_runtime(args), "models_dir": args.models_dir}
     if args.ray is None:
         return InProcess(threads=args.threads_per_worker, **worker)
     from sd1kit.batch.on_ray import OnRay
@@ -63,7 +62,10 @@ def _cmd_batch(args) -> int:
         from sd1kit.batch.grid import write_grids
 
         if not outcome.stopped:
-            for path in write_grids(axes, jobs, out, lambda job: _first_picture(out, outcome, job)):
+            from sd1kit.batch.manifest import Manifest
+
+            entries = Manifest(out).entries  # this run's jobs and an earlier run's
+            for path in write_grids(axes, jobs, out, lambda job: _first_picture(out, entries.get(job.id))):
                 print(f"wrote {path}")
     for label, reason in outcome.failed:
         print(f"sd1kit: failed: {label}: {reason}", file=sys.stderr)
@@ -73,19 +75,13 @@ def _cmd_batch(args) -> int:
     return 130 if outcome.stopped else (1 if outcome.failed else 0)
 
 
-def _first_picture(out: Path, outcome, job):
-    """A grid cell's picture: written by this run, or by an earlier one (the manifest's entry)."""
+def _first_picture(out: Path, entry: dict | None):
+    """A grid cell's picture: its job's first, where the manifest has it done."""
     from PIL import Image
 
-    from sd1kit.batch.manifest import Manifest
-
-    paths = outcome.written.get(job.id)
-    if not paths:
-        entry = Manifest(out).entries.get(job.id) or {}
-        paths = [out / o["file"] for o in entry.get("outputs", [])] if entry.get("status") == "done" else []
-    if not paths:
+    if not entry or entry.get("status") != "done" or not entry.get("outputs"):
         return None
-    with Image.open(paths[0]) as im:
+    with Image.open(out / entry["outputs"][0]["file"]) as im:
         return im.convert("RGB")
 
 

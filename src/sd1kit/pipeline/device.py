@@ -62,14 +62,14 @@ def return_freed_memory() -> None:
 
 
 def trim_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc's malloc_trim): after an OpenVINO load has built and
-    dropped the file's torch modules, ~0.8 GiB of freed blocks would otherwise stay in the process. A no-op where
-    the C library is not glibc."""
+    """gc, then glibc's `malloc_trim(0)` (where there is a glibc): the C heap's freed pages go back to the system
+    (after an OpenVINO load drops the file's torch modules, ~0.8 GiB; after a failed server job, its tensors)."""
     import ctypes
+    import ctypes.util
     import gc
 
     gc.collect()
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
         pass

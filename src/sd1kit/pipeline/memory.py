@@ -103,7 +103,7 @@ def decode_banded(vae_precision: str, size: tuple[int, int]) -> bool:
 def release(module, drop: bool = False) -> None:
     """After a part's phase of a job (the text encoder once the prompts are encoded, the UNet before the decode,
     the VAE after it): an OpenVINO part frees the activations it keeps for its next call, and with `drop`
-    (--low-memory, the text encoder) its compiled weights too. Torch modules hold nothing between calls."""
+    (--low-memory) its compiled weights too. Torch modules hold nothing between calls."""
     free = getattr(module, "release_memory", None) if module is not None else None
     if free is not None:
         free(drop)

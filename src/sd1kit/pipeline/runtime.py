@@ -169,10 +169,14 @@ def torch_only_reason(request) -> str | None:
     return None
 
 
+def given_runtime(source) -> dict:
+    """resolve_runtime's choices as `source` gives them (parsed flags, a ServerConfig: an attribute per
+    RUNTIME_OPTIONS row), None where not given; what a batch worker or a replica resolves for each job."""
+    return {o.name: getattr(source, o.name, None) or None for o in RUNTIME_OPTIONS}
+
+
 def runtime_from_args(args, picture: dict | None = None, source: str = "cli", request=None) -> Runtime:
-    return resolve_runtime(getattr(args, "device", None), getattr(args, "dtype", None),
-                           getattr(args, "backend", None), getattr(args, "low_memory", None), source, picture,
-                           request, getattr(args, "int8", None))
+    return resolve_runtime(**given_runtime(args), source=source, picture=picture, request=request)
 
 
 def slow_precision_note(runtime: Runtime) -> str | None:

@@ -45,12 +45,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     state = ServerState(config, JobQueue(config.queue_size, config.replicas if config.ray is not None else 1))
     app.state.sd1kit = state
     if config.ray is not None:
+        from sd1kit.pipeline.runtime import given_runtime
         from sd1kit.server.replicas import Replicas
 
-        c = config
-        state.replicas = Replicas(c.ray, c.replicas, {"device": c.device, "dtype": c.dtype, "backend": c.backend,
-                                                      "low_memory": c.low_memory or None, "int8": c.int8 or None},
-                                  1, str(c.models_dir) if c.models_dir else None)
+        state.replicas = Replicas(config.ray, config.replicas, given_runtime(config), 1,
+                                  str(config.models_dir) if config.models_dir else None)
     app.middleware("http")(guard)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(CatchAll)

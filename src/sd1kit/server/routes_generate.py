@@ -4,9 +4,6 @@ Handlers never run generation: they enqueue a job and await its future (or hand 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -15,6 +12,7 @@ from typing import Callable
 from fastapi import APIRouter, HTTPException, Request
 
 from sd1kit.errors import Sd1kitError
+from sd1kit.pipeline.device import trim_heap
 from sd1kit.server.a1111 import (
     PROMPTS, control_units, encode_png, generation_request, generation_response, payload_images, script_warnings)
 from sd1kit.adapters.library import models_lora_dir
@@ -170,7 +168,7 @@ def released(work):
         if not isinstance(error, Sd1kitError):
             traceback.print_exception(error, file=sys.stderr)
         forget_frames(error)
-        give_memory_back()
+        trim_heap()
         raise error
     return run_released
 
@@ -181,16 +179,6 @@ def forget_frames(error: BaseException) -> None:
         seen.add(id(error))
         error.__traceback__ = None
         error = error.__cause__ or error.__context__
-
-
-def give_memory_back() -> None:
-    """gc, then glibc's `malloc_trim(0)` (where there is a glibc): freed arenas go back to the system."""
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
 
 
 @router.post("/sdapi/v1/txt2img")

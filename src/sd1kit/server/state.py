@@ -86,11 +86,9 @@ class ServerState:
     def runtime(self, request=None):
         """How the server computes (its --device / --dtype / --backend); `request`: a job whose modifiers only
         torch runs moves `auto` to torch for that job."""
-        from sd1kit.pipeline.runtime import resolve_runtime
+        from sd1kit.pipeline.runtime import given_runtime, resolve_runtime
 
-        c = self.config
-        return resolve_runtime(c.device, c.dtype, c.backend, c.low_memory or None, "serve", request=request,
-                               int8=c.int8 or None)
+        return resolve_runtime(**given_runtime(self.config), source="serve", request=request)
 
     def load(self, job=None, request=None):
         """The model titled `model_title` on the runtime `request` needs, loaded once (run on the job queue's
