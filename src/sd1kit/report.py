@@ -26,6 +26,7 @@ class Inspection:
     refusal: str | None  # why sd1kit will not run or load this file, if it will not
     adapter: dict | None = None  # for LoRA / LyCORIS files: `sd1kit.adapters.file.summarize`
     catalog: dict | None = None  # the catalog's record of this exact file, matched by hash
+    hypernetwork: dict | None = None  # for hypernetworks: `sd1kit.adapters.hypernetwork.Hypernetwork.describe`
 
     def as_json(self) -> dict:
         d, s = self.detection, self.source
@@ -37,6 +38,7 @@ class Inspection:
             "components": d.components, "safe": s.safe, "unsafe_globals": list(s.unsafe_globals),
             "hashes": self.hashes, "metadata": s.metadata,
             "adapter_algorithms": d.adapter_algorithms, "adapter": self.adapter, "catalog": self.catalog,
+            "hypernetwork": self.hypernetwork,
             "tensors": len(s.tensors),
             "yaml": str(d.yaml.path) if d.yaml else None,
             "config": {
@@ -104,12 +106,21 @@ def inspect_path(path: str | Path, prediction: str | None = None, ztsnr: bool | 
         adapter = summarize(source)
     file_hashes_ = _hashes(source, d.kind, use_cache) if hashes else None
     warnings = _warnings(source, d)
+    hypernetwork = None
+    if d.kind == "hypernetwork" and source.safe:
+        from sd1kit.adapters.hypernetwork import load_hypernetwork
+        from sd1kit.errors import Sd1kitError
+
+        try:
+            hypernetwork = load_hypernetwork(source.path).describe()
+        except Sd1kitError as e:
+            warnings.append(f"not loadable as a hypernetwork: {e.message}")
     known = _catalog_match(file_hashes_)
     if known and known["prediction"] == "v" and d.prediction == "epsilon" and d.prediction_source == "default":
         warnings.append(f"the catalog knows this file as {known['name']}, a v-prediction model: sd1kit generates "
                         f"with v; other tools need {source.path.with_suffix('.yaml').name} beside it "
                         "(sd1kit models scan --write-yaml)")
-    return Inspection(source, d, file_hashes_, warnings, _refusal(source, d), adapter, known)
+    return Inspection(source, d, file_hashes_, warnings, _refusal(source, d), adapter, known, hypernetwork)
 
 
 def _catalog_match(hashes: dict | None) -> dict | None:
@@ -154,6 +165,21 @@ def _provenance(metadata: dict) -> list[str]:
     return lines
 
 
+def _hypernetwork_lines(h: dict) -> list[str]:
+    structure = ", ".join(f"{x:g}" for x in h["layer_structure"])
+    extras = [x for x, on in (("layer norm", h["layer_norm"]), ("activated output", h["activate_output"] and h["activation_func"] != "linear")) if on]
+    dropout = [f"{x:g}" for x in h["dropout_structure"]]
+    lines = [f"  structure   [{structure}], activation {h['activation_func']}"
+             + "".join(f", {x}" for x in extras) + (f", dropout [{', '.join(dropout)}]" if any(
+                 h["dropout_structure"]) else ""),
+             f"  widths      {', '.join(map(str, h['widths']))} ({_format_params(h['parameters'])} parameters, keys and "
+             "values)"]
+    if h["step"] is not None or h["sd_checkpoint_name"]:
+        lines.append(f"  trained     {h['step'] if h['step'] is not None else '?'} steps"
+                     + (f" on {h['sd_checkpoint_name']}" if h["sd_checkpoint_name"] else ""))
+    return [f"  name        {h['name']}", *lines]
+
+
 def format_human(ins: Inspection) -> str:
     j = ins.as_json()
     lines = [f"{j['path']}"]
@@ -178,6 +204,8 @@ def format_human(ins: Inspection) -> str:
             lines.append(f"  top tags    {', '.join(a['top_tags'])}")
         if a["bundled_embeddings"]:
             lines.append(f"  embeddings  {', '.join(a['bundled_embeddings'])} (bundled)")
+    elif j["hypernetwork"]:
+        lines += _hypernetwork_lines(j["hypernetwork"])
     elif j["adapter_algorithms"]:
         lines.append(f"  algorithms  {', '.join(j['adapter_algorithms'])}")
     lines.append(f"  dtypes      {', '.join(f'{k} x{v}' for k, v in j['dtypes'].items()) or '-'}")

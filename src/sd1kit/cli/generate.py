@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+from sd1kit.adapters.hypernetwork import hypernetwork_folder
 from sd1kit.adapters.library import models_lora_dir
 from sd1kit.pipeline.option_surfaces import add_cli_flags
 from sd1kit.pipeline.runtime import add_runtime_flags
@@ -74,6 +75,8 @@ def _resources(args, fields: dict | None, model_path) -> dict:
         out["lora_dir"] = args.lora_dir
     elif root and models_lora_dir(root):
         out["lora_dir"] = models_lora_dir(root)
+    if root:
+        out["hypernetwork_dir"] = str(hypernetwork_folder(root))
     return out
 
 
@@ -186,7 +189,8 @@ def _add_source_flags(p: argparse.ArgumentParser, picture: bool = True) -> None:
                        help="regenerate from a picture's A1111 parameters (other options override them)")
     else:
         p.set_defaults(from_picture=None)
-    p.add_argument("--models-dir", help="A1111-style models folder for --from: Stable-diffusion/, VAE/ "
+    p.add_argument("--models-dir", help="A1111-style models folder: Stable-diffusion/, VAE/ (--from), Lora/, "
+                                        "hypernetworks/, ESRGAN/ and the other upscaler folders "
                                         "(default $SD1KIT_HOME/models)")
     p.add_argument("--vae", help="an external VAE (.pt / .ckpt / .safetensors), or its name in models/VAE")
     p.add_argument("--embeddings", help="textual-inversion folder (default $SD1KIT_HOME/embeddings)")

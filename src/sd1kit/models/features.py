@@ -19,6 +19,9 @@ CONTROLNET_MARKS = ("control_model.", "input_hint_block.", "zero_convs.", "contr
                     "controlnet_down_blocks.", "lora_controlnet")
 EMBEDDING_KEYS = ("string_to_param.*", "emb_params", "clip_l", "string_to_token")
 HYPERNETWORK_WIDTHS = {"320", "640", "768", "1024", "1280"}
+HYPERNETWORK_OPTIONS = {"step", "name", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
+                        "use_dropout", "sd_checkpoint", "sd_checkpoint_name", "activate_output", "last_layer_dropout",
+                        "dropout_structure", "optional_info"}
 FAMILY_MARKS = (  # key prefix -> family that only that family has
     ("conditioner.embedders.", "sdxl"), (UNET_PREFIX + "label_emb.", "sdxl"), ("add_embedding.", "sdxl"),
     ("lora_te1_", "sdxl"), ("lora_te2_", "sdxl"),
@@ -85,9 +88,17 @@ def header_features(shapes: Mapping[str, tuple[int, ...]], top_level_keys: list[
         has_text_encoder=starts(TE_PREFIX, TE_ROOT, "text_model.embeddings.", "embeddings.token_embedding."),
         has_controlnet=has_controlnet,
         has_embedding=any(k.startswith("string_to_param.") or k in EMBEDDING_KEYS for k in keys),
-        has_hypernetwork=bool(top & HYPERNETWORK_WIDTHS) and ("layer_structure" in top or "name" in top),
+        has_hypernetwork=_is_hypernetwork(top),
         adapter_algorithms=algorithms,
         family_mark=family_mark,
         context_dim=_context_dim(shapes),
         unet_in_channels=_in_channels(shapes),
     )
+
+
+def _is_hypernetwork(top: set[str]) -> bool:
+    """A1111's hypernetwork dict: width keys beside its options; the SD1 widths alone (the NovelAI leak's files)."""
+    widths = {k for k in top if k.isdigit()}
+    if not widths or not top - widths <= HYPERNETWORK_OPTIONS:
+        return False
+    return bool(widths & HYPERNETWORK_WIDTHS) or bool({"layer_structure", "name"} & top)

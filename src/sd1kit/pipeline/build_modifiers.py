@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 from sd1kit.pipeline.modifiers import (
-    ControlNetModifier, DeepCacheModifier, LoraModifier, TaesdModifier, TokenMergingModifier,
+    ControlNetModifier, DeepCacheModifier, HypernetModifier, LoraModifier, TaesdModifier, TokenMergingModifier,
 )
 
 
 def build_modifiers(request, model, networks, warnings: list[str], hires_networks=None) -> list:
-    """LoRA stack, token merging, DeepCache, ControlNet units, TAESD: those the request asks for, in order.
-    `hires_networks`: the hires prompt's, where it has its own prompt; other networks than the first pass's make
-    two LoRA stacks, each applied around its own pass (as A1111 activates the hires prompt's networks for the
-    second pass: none there means none)."""
+    """LoRA stack, hypernetworks, token merging, DeepCache, ControlNet units, TAESD: those the request asks for,
+    in order. `hires_networks`: the hires prompt's, where it has its own prompt; other networks than the first
+    pass's make two stacks, each applied around its own pass (as A1111 activates the hires prompt's networks for
+    the second pass: none there means none)."""
+    for net in networks:
+        if net.kind not in ("lora", "lyco", "hypernet"):
+            warnings.extend([f"{net.tag}: {p}" for p in net.problems] or [f"{net.tag}: not applied"])
     out = []
-    if hires_networks is None or _same(networks, hires_networks):
-        lora = _lora(request, model, networks, warnings)
-        out += [lora] if lora is not None else []
-    else:
-        first = _lora(request, model, networks, warnings)
-        hires = _lora(request, model, hires_networks, warnings)
-        if first is not None:
-            first.only = "first"
-            out.append(first)
-        if hires is not None:  # its "Lora hashes" name both passes' files (written after the first's)
-            hires.only = "hires"
-            hires.hashes = list(dict.fromkeys([*(first.hashes if first else []), *hires.hashes]))
-            out.append(hires)
+    for kinds, build in ((("lora", "lyco"), _lora), (("hypernet",), _hypernets)):
+        mine = [n for n in networks if n.kind in kinds]
+        hires_mine = None if hires_networks is None else [n for n in hires_networks if n.kind in kinds]
+        out += _per_pass(build, request, model, mine, hires_mine, warnings)
     if request.token_merging:
         out.append(TokenMergingModifier(request.token_merging))
     if request.deepcache > 1:
@@ -47,6 +41,42 @@ def _same(a, b) -> bool:
     return key(a) == key(b)
 
 
+def _per_pass(build, request, model, networks, hires_networks, warnings: list[str]) -> list:
+    """One modifier for both passes, or the first pass's and the hires prompt's, each `only` on its pass (its
+    hashes naming both passes' files, as A1111 writes them after the first's)."""
+    if hires_networks is None or _same(networks, hires_networks):
+        one = build(request, model, networks, warnings)
+        return [one] if one is not None else []
+    first = build(request, model, networks, warnings)
+    hires = build(request, model, hires_networks, warnings)
+    out = []
+    if first is not None:
+        first.only = "first"
+        out.append(first)
+    if hires is not None:
+        hires.only = "hires"
+        hires.hashes = list(dict.fromkeys([*(first.hashes if first else []), *hires.hashes]))
+        out.append(hires)
+    return out
+
+
+def _hypernets(request, model, networks, warnings: list[str]) -> HypernetModifier | None:
+    """The prompt's `<hypernet:NAME:STRENGTH>` files, in prompt order (A1111 loads each name once: a repeated
+    name keeps its first place and takes the last strength), with their hashes."""
+    from sd1kit.adapters.hypernetwork import find_hypernetwork, load_hypernetwork, short_hash
+
+    chosen: dict[str, float] = {}
+    for net in networks:
+        warnings += [f"{net.tag}: {p}" for p in net.problems]
+        chosen[net.name] = float(net.multipliers["weight"])
+    stack, hashes = [], []
+    for name, strength in chosen.items():
+        path = find_hypernetwork(name, request.hypernetwork_dir, request.hypernet_hashes.get(name))
+        stack.append((load_hypernetwork(path), strength))
+        hashes.append(f"{name.replace(':', '').replace(',', '')}: {short_hash(path)}")
+    return HypernetModifier(stack, hashes) if stack else None
+
+
 def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:
     """The prompt's `<lora:...>` / `<lyco:...>` files found and stacked, with the infotext's `Lora hashes`."""
     from sd1kit.adapters.file import open_adapter
@@ -58,9 +88,6 @@ def _lora(request, model, networks, warnings: list[str]) -> LoraModifier | None:
     folders = request_folders(request.lora_dir)
     for net in networks:
         warnings += [f"{net.tag}: {p}" for p in net.problems]
-        if net.kind not in ("lora", "lyco"):
-            warnings.append(f"{net.tag}: {net.kind} networks are not supported; ignored")
-            continue
         path = find_adapter(net.name, folders, request.lora_hashes.get(net.name))
         m = net.multipliers
         blocks = parse_lbw(m["lbw"], net.tag) if m.get("lbw") else None

@@ -43,6 +43,7 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
         from sd1kit.metadata.picture import lora_hashes
 
         values["lora_hashes"] = lora_hashes({"Lora hashes": fields["Lora hashes"]})
+    values.update(_hypernets(fields, values["prompt"]))
     if fields.get("Prediction") in ("v", "epsilon"):  # ComfyUI's ModelSamplingDiscrete, read from its graph
         values["prediction"] = fields["Prediction"]
         sources["prediction"] = "picture"
@@ -55,6 +56,23 @@ def request_from_infotext(text: str, where: str = "picture") -> tuple[Generation
             values[attr] = True
             sources[attr] = f"picture: {why}"
     return GenerationRequest(**values, sources=sources), fields
+
+
+def _hypernets(fields: dict, prompt: str) -> dict:
+    """`Hypernetwork hashes` ("name: sha256[:10], ..."), and a 2022 A1111 picture's `Hypernet` / `Hypernet hash`
+    (the old 8-hex model hash) / `Hypernet strength`, which A1111's reader turns into a tag after the prompt."""
+    from sd1kit.metadata.picture import lora_hashes
+
+    out: dict = {}
+    hashes = lora_hashes({"Lora hashes": fields.get("Hypernetwork hashes", "")})
+    name = str(fields.get("Hypernet") or "").strip()
+    if name:
+        out["prompt"] = f"{prompt}<hypernet:{name}:{fields.get('Hypernet strength', '1.0')}>"
+        if fields.get("Hypernet hash"):
+            hashes.setdefault(name, str(fields["Hypernet hash"]).strip())
+    if hashes:
+        out["hypernet_hashes"] = hashes
+    return out
 
 
 def _unwritten_defaults(fields: dict) -> dict:

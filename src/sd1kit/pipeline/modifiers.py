@@ -1,4 +1,4 @@
-"""UNet modifiers of a generation plan: LoRA/LyCORIS, token merging, DeepCache, ControlNet units, the TAESD decoder.
+"""UNet modifiers of a generation plan: LoRA/LyCORIS, hypernetworks, token merging, DeepCache, ControlNet units, the TAESD decoder.
 
 Each is one small object with the same hooks, composed in the plan's declared order (ComfyUI's model patches, as
 objects): `check` refuses a combination before any work, `applied` patches and exactly restores the model for the
@@ -14,7 +14,7 @@ import torch
 
 from sd1kit.sampling.denoisers import unet_model
 
-ORDER = ("lora", "token_merging", "deepcache", "controlnet", "taesd")
+ORDER = ("lora", "hypernet", "token_merging", "deepcache", "controlnet", "taesd")
 
 
 class Modifier:
@@ -82,6 +82,39 @@ class LoraModifier(Modifier):
 
     def as_json(self) -> dict:
         return {**super().as_json(), "adapters": self.names, "pass": self.only or "all"}
+
+
+@dataclass
+class HypernetModifier(Modifier):
+    """The prompt's `<hypernet:...>` files, in prompt order, on the context of every attention's keys and values
+    (A1111's `apply_hypernetworks`), hooked for the run and removed after."""
+
+    stack: list  # (adapters.hypernetwork.Hypernetwork, strength)
+    hashes: list[str]  # "name: sha256[:10]"
+    only: str | None = None
+    kind = "hypernet"
+
+    def check(self, plan) -> str | None:
+        from sd1kit.pipeline.openvino_backend import is_openvino
+
+        if is_openvino(plan.model.modules.unet):
+            return "hypernetworks run on the torch backend (--backend torch)"
+        return None
+
+    @contextmanager
+    def applied(self, model):
+        from sd1kit.adapters.hypernetwork import hypernetworks_applied
+
+        with hypernetworks_applied(model.modules.unet, self.stack):
+            yield
+
+    def params(self) -> dict:
+        return {"Hypernetwork hashes": ", ".join(self.hashes)}
+
+    def as_json(self) -> dict:
+        return {**super().as_json(), "hypernetworks": [
+            {"name": hn.name, "path": str(hn.path), "strength": w, **hn.structure.as_json()} for hn, w in self.stack],
+            "pass": self.only or "all"}
 
 
 @dataclass

@@ -15,6 +15,8 @@ class GenerationRequest:
     embeddings_dir: str | None = None  # textual inversions; None = $SD1KIT_HOME/embeddings when it exists
     lora_dir: str | None = None  # LoRA/LyCORIS folders (os.pathsep between); None = $SD1KIT_HOME/models/{Lora,LyCORIS}
     lora_hashes: dict = field(default_factory=dict)  # name -> short hash (from a picture's "Lora hashes")
+    hypernetwork_dir: str | None = None  # `<hypernet:...>` files; None = $SD1KIT_HOME/models/hypernetworks
+    hypernet_hashes: dict = field(default_factory=dict)  # name -> hash ("Hypernetwork hashes", old "Hypernet hash")
     sampler: str = "Euler a"
     schedule: str = "Automatic"
     steps: int = 20

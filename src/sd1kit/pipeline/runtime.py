@@ -159,9 +159,12 @@ def _backend(backend, device: str, source: str, picture: dict, notes: list[str],
 
 
 def torch_only_reason(request) -> str | None:
-    """What in a request only the torch backend runs (ControlNet, DeepCache, token merging), or None."""
+    """What in a request only the torch backend runs (ControlNet, DeepCache, token merging, hypernetworks), or
+    None."""
     if getattr(request, "controlnets", None):
         return "ControlNet"
+    if any("<hypernet:" in (getattr(request, f, None) or "") for f in ("prompt", "hr_prompt")):
+        return "a hypernetwork"
     if (getattr(request, "deepcache", 0) or 0) > 1:
         return "DeepCache"
     if getattr(request, "token_merging", 0):

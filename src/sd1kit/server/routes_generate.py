@@ -15,6 +15,7 @@ from sd1kit.errors import Sd1kitError
 from sd1kit.pipeline.device import trim_heap
 from sd1kit.server.a1111 import (
     PROMPTS, control_units, encode_png, generation_request, generation_response, payload_images, script_warnings)
+from sd1kit.adapters.hypernetwork import hypernetwork_folder
 from sd1kit.adapters.library import models_lora_dir
 from sd1kit.server.payloads import Img2ImgPayload, JobRequest, Txt2ImgPayload, validated
 from sd1kit.server.state import ServerState, State, find_checkpoint, safe_name
@@ -26,6 +27,7 @@ jobs_router = APIRouter()  # /sd1kit/v1/jobs
 def _check_prompt_names(state: ServerState, request) -> None:
     """Every extra-network name in every prompt field (the hires ones too) a plain name of a file inside the
     folders (LoRA / LyCORIS in Lora/ and LyCORIS/, hypernetworks in hypernetworks/), before a job exists."""
+    from sd1kit.adapters.hypernetwork import find_hypernetwork
     from sd1kit.adapters.library import find_adapter, request_folders
     from sd1kit.prompts.extra_networks import parse_extra_networks
 
@@ -37,7 +39,7 @@ def _check_prompt_names(state: ServerState, request) -> None:
                 if net.kind in ("lora", "lyco"):
                     find_adapter(name, request_folders(request.lora_dir), request.lora_hashes.get(name))
                 elif net.kind == "hypernet":
-                    state.find("hypernetworks", name, what)
+                    find_hypernetwork(name, request.hypernetwork_dir, request.hypernet_hashes.get(name))
             except Sd1kitError as e:
                 raise Sd1kitError(what, e.message) from None
 
@@ -94,6 +96,7 @@ class GenerationJob:
         request = request.with_(vae=state.find_vae(self.overrides.get("sd_vae") or settings.get("sd_vae")),
                                 init_image=self.images.get("init"), mask_image=self.images.get("mask"),
                                 controlnets=self.units, lora_dir=models_lora_dir(state.config.models_dir),
+                                hypernetwork_dir=str(hypernetwork_folder(state.config.models_dir)),
                                 embeddings_dir=str(folder) if folder else None)
         _check_prompt_names(state, request)
         return request, warnings + script_warnings(payload)
