@@ -190,19 +190,16 @@ def find_hypernetwork(name: str, folder: str | os.PathLike | None, wanted_hash: 
     """The file `<hypernet:NAME>` means, among the files under `folder` only (by stem, as A1111 lists them, or a
     path relative to the folder; then by the hash a picture gives: sha256 prefix or A1111's old 8-hex model hash).
     A path elsewhere matches nothing."""
-    from sd1kit.formats.hashes import file_hashes
+    from sd1kit.formats.hashes import hash_matches
 
     base = Path(folder) if folder else hypernetwork_folder()
     files = hypernetwork_files(base)
     for path in files:
         if name in (path.stem, path.name) or path.relative_to(base).with_suffix("").as_posix() == name:
             return path
-    if wanted_hash:
-        wanted = wanted_hash.lower()
-        for path in files:
-            h = file_hashes(path)
-            if h.sha256.startswith(wanted) or h.a1111_legacy == wanted:
-                return path
+    for path in files if wanted_hash else ():
+        if hash_matches(path, wanted_hash):
+            return path
     tag = f" [{wanted_hash}]" if wanted_hash else ""
     raise Sd1kitError("hypernetwork", f"{name!r}{tag} is not in {base}"
                       + ("" if base.is_dir() else " (no such folder; set SD1KIT_HOME or --models-dir)"))

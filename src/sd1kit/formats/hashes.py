@@ -165,3 +165,10 @@ def file_hashes(path: str | os.PathLike, addnet: bool = False, use_cache: bool =
                                               "hashes": hashes.as_dict()}
         write_cache(store, cache)
     return hashes
+
+
+def hash_matches(path: str | os.PathLike, wanted: str) -> bool:
+    """Whether a hash a picture gives (a sha256 prefix: 10 hex, 12, 64; or A1111's old 8-hex model hash) is the
+    file's."""
+    h, wanted = file_hashes(path), wanted.lower()
+    return h.sha256.startswith(wanted) or h.a1111_legacy == wanted

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from sd1kit.errors import Sd1kitError
-from sd1kit.formats.hashes import file_hashes
+from sd1kit.formats.hashes import hash_matches
 from sd1kit.metadata.infotext import parse_infotext
 from sd1kit.demo import DEMO_NAMES, demo_model
 from sd1kit.metadata.backcompat import backcompat_switches, parse_version
@@ -94,12 +94,9 @@ def models_dir(kind: str = "Stable-diffusion") -> Path:
 def _find(name: str | None, short_hash: str | None, folder: Path, what: str) -> Path:
     """A file in `folder` (recursively) by hash (8, 10, 12 or 64 hex), else by name or stem, as A1111 looks."""
     candidates = [p for p in folder.rglob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES] if folder.is_dir() else []
-    if short_hash:
-        wanted = short_hash.lower()
-        for path in candidates:
-            h = file_hashes(path)
-            if h.sha256.startswith(wanted) or h.a1111_legacy == wanted:
-                return path
+    for path in candidates if short_hash else ():
+        if hash_matches(path, short_hash):
+            return path
     for path in candidates:
         if name and name in (path.stem, path.name):
             return path
