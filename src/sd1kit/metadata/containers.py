@@ -1,7 +1,9 @@
 """Where generation metadata lives in picture files (formats.md §8): PNG text chunks of every kind and position
 (read by walking the chunks, so that chunks after the image data count and pixels are never decoded), EXIF
-UserComment / ImageDescription and the JPEG comment of JPEG and WebP, XMP, the alpha- or RGB-channel "stealth"
-metadata, and a sidecar `.txt` beside the picture. Reading never changes the file.
+UserComment / ImageDescription / Make / Model / Software of JPEG, WebP and PNG (eXIf) pictures (ComfyUI's
+SaveAnimatedWEBP writes `prompt:{...}` into Model and `workflow:{...}` into Make; Stability Matrix its project
+into Software), the JPEG comment, XMP, the alpha- or RGB-channel "stealth" metadata, and a sidecar `.txt` beside
+the picture. Reading never changes the file.
 
 Everything read from one picture shares one budget (`metadata.limits`): a picture whose texts would pass it, or
 whose container is absurd (a million chunks), is refused with one line (`BadFileError`); stealth metadata is looked
@@ -26,14 +28,18 @@ from sd1kit.metadata.stealth import STEALTH_SIGNATURES, read_stealth
 
 __all__ = ["Containers", "PNG_SIGNATURE", "STEALTH_SIGNATURES", "TEXT_CHUNKS", "png_texts", "read_containers",
            "read_stealth"]
-EXIF_DESCRIPTION, EXIF_MODEL = 0x010E, 0x0110
+EXIF_DESCRIPTION, EXIF_MAKE, EXIF_MODEL, EXIF_SOFTWARE = 0x010E, 0x010F, 0x0110, 0x0131
+EXIF_STRINGS = ((EXIF_DESCRIPTION, "exif:ImageDescription"), (EXIF_MAKE, "exif:Make"), (EXIF_MODEL, "exif:Model"),
+                (EXIF_SOFTWARE, "exif:Software"))
+TAIL = 1 << 16  # bytes at a JPEG's end where its EOI marker is looked for
 PILLOW_KEYS = ("comment", "parameters", "prompt", "workflow", "XML:com.adobe.xmp")
 
 
 @dataclass
 class Containers:
     """The metadata texts of one picture file, by where they were found (PNG chunk keyword, "exif:UserComment",
-    "exif:ImageDescription", "exif:Model", "comment", "XML:com.adobe.xmp", "stealth", "sidecar")."""
+    "exif:ImageDescription", "exif:Make", "exif:Model", "exif:Software", "comment", "XML:com.adobe.xmp", "stealth",
+    "sidecar")."""
 
     path: str
     format: str | None = None
@@ -50,7 +56,8 @@ def _text(value) -> str | None:
 
 
 def _exif_texts(data: bytes, texts: dict[str, str], warnings: list[str]) -> None:
-    """UserComment, ImageDescription and Model of an EXIF block (Pillow's parser, on the bytes alone)."""
+    """UserComment and the string tags of IFD0 (EXIF_STRINGS) of an EXIF block (Pillow's parser, on the bytes
+    alone)."""
     try:
         exif = Image.Exif()
         exif.load(data)
@@ -60,12 +67,22 @@ def _exif_texts(data: bytes, texts: dict[str, str], warnings: list[str]) -> None
         return
     if comment and isinstance(comment, (bytes, str)):
         texts["exif:UserComment"] = decode_user_comment(comment)
-    for tag, name in ((EXIF_DESCRIPTION, "exif:ImageDescription"), (EXIF_MODEL, "exif:Model")):
+    for tag, name in EXIF_STRINGS:
         value = exif.get(tag)
         if isinstance(value, bytes):
             value = value.decode("utf-8", errors="replace")
         if isinstance(value, str) and value.strip("\0 "):
             texts[name] = value.rstrip("\0")
+
+
+def _exif_block(data: bytes, found: Containers) -> None:
+    with catch_warnings(record=True) as caught:  # Pillow warns about damaged blocks; they become ours
+        simplefilter("always")
+        texts: dict[str, str] = {}
+        _exif_texts(data, texts, found.warnings)
+    for key, value in texts.items():
+        found.texts.setdefault(key, value)
+    found.warnings += [str(w.message) for w in caught if str(w.message) not in found.warnings]
 
 
 def _from_segments(segments: Segments, found: Containers) -> None:
@@ -74,10 +91,7 @@ def _from_segments(segments: Segments, found: Containers) -> None:
     if _text(segments.comment):
         found.texts["comment"] = _text(segments.comment)
     if segments.exif:
-        with catch_warnings(record=True) as caught:  # Pillow warns about damaged blocks; they become ours
-            simplefilter("always")
-            _exif_texts(segments.exif, found.texts, found.warnings)
-        found.warnings += [str(w.message) for w in caught if str(w.message) not in found.warnings]
+        _exif_block(segments.exif, found)
     if _text(segments.xmp):
         found.texts["XML:com.adobe.xmp"] = _text(segments.xmp)
 
@@ -121,6 +135,9 @@ def _read(path, found: Containers, budget: TextBudget, head: bytes) -> None:
         png = read_png(path, budget)      # after the image
         found.format, found.size, found.mode = "PNG", png.size, png.mode
         found.texts, found.warnings = png.texts, png.warnings
+        if png.exif:
+            exif = png.exif if png.exif.startswith(b"Exif\0\0") else b"Exif\0\0" + png.exif
+            _exif_block(exif, found)
     elif head.startswith(b"\xff\xd8"):
         _from_segments(read_jpeg(path, budget), found)
     elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -133,6 +150,19 @@ def _read(path, found: Containers, budget: TextBudget, head: bytes) -> None:
             found.warnings += [str(w.message) for w in caught if str(w.message) not in found.warnings]
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             found.warnings.append(f"not a readable picture ({e.__class__.__name__}: {e})")
+
+
+def _ends_whole(f, found: Containers, head: bytes) -> None:
+    """A JPEG has its EOI marker near its end (entropy-coded data never holds FF D9; data some writers append after
+    it is allowed for), a WebP is as long as its RIFF header says: a file cut short in its image data, where the
+    metadata readers do not look, is named in a warning."""
+    size = os.fstat(f.fileno()).st_size
+    if head.startswith(b"\xff\xd8"):
+        f.seek(max(size - TAIL, 0))
+        if b"\xff\xd9" not in f.read(TAIL):
+            found.warnings.append("the JPEG does not end with its end-of-image marker: the file is cut short")
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP" and int.from_bytes(head[4:8], "little") + 8 > size:
+        found.warnings.append("the WebP is shorter than its RIFF header says: the file is cut short")
 
 
 def _sidecar(path, found: Containers, budget: TextBudget) -> None:
@@ -156,6 +186,7 @@ def read_containers(path: str | os.PathLike, stealth: bool = True, sidecar: bool
     try:
         with open(path, "rb") as f:
             head = f.read(12)
+            _ends_whole(f, found, head)
         _read(path, found, budget, head)
         if stealth and not found.texts and found.mode in ("RGBA", "RGB") and found.format != "JPEG":
             _stealth(path, found, budget)  # JPEG's lossy pixels cannot carry it

@@ -11,7 +11,8 @@ from sd1kit.metadata.infotext import create_infotext
 from sd1kit.metadata.limits import load_json
 from sd1kit.prompts.extra_networks import ADAPTER_KINDS, parse_extra_networks
 
-TOOLS = ("a1111", "novelai", "comfyui", "invokeai", "fooocus", "swarmui", "civitai", "drawthings", "unknown")
+TOOLS = ("a1111", "novelai", "comfyui", "invokeai", "fooocus", "swarmui", "civitai", "drawthings", "ruinedfooocus",
+         "stabilitymatrix", "diffusers", "unknown")
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 

@@ -1,4 +1,5 @@
-"""PNG text chunks (tEXt, zTXt, iTXt; PNG specification §11.3.4) read by walking the chunks, wherever they stand:
+"""PNG text chunks (tEXt, zTXt, iTXt; PNG specification §11.3.4) and the EXIF chunk (eXIf, PNG 3rd edition §11.3.6;
+Civitai's PNG exports keep their infotext there, in UserComment) read by walking the chunks, wherever they stand:
 before or after the image data, without decoding a pixel. Chunk counts and decompressed sizes are bounded
 (`metadata.limits`); a file past them is refused."""
 
@@ -14,6 +15,7 @@ from sd1kit.metadata.limits import MAX_PNG_CHUNKS, MAX_SEGMENTS, TextBudget
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+READ_SHORT = (*TEXT_CHUNKS, b"eXIf")  # chunks read even when the file ends before their CRC
 # IHDR colour type -> the mode Pillow opens it in (8- and 16-bit alike)
 COLOUR_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
 
@@ -25,6 +27,7 @@ class PngHeader:
     bit_depth: int | None = None
     texts: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    exif: bytes | None = None  # the first eXIf chunk's data (a TIFF block)
 
 
 def _latin1(data: bytes) -> str:
@@ -72,7 +75,7 @@ def _chunk_heads(f, where: str, found: PngHeader):
                 else f"{MAX_PNG_CHUNKS} chunks"
             raise BadFileError(where, f"the PNG has more than {what}; refused")
         here = f.tell()
-        if here + length + (0 if kind in TEXT_CHUNKS else 4) > size:  # a text chunk short of its CRC is read
+        if here + length + (0 if kind in READ_SHORT else 4) > size:  # a text chunk short of its CRC is read
             found.warnings.append(f"the PNG is truncated inside a {_latin1(kind)} chunk")
             return
         yield kind, length
@@ -98,6 +101,9 @@ def read_png(path: str | os.PathLike, budget: TextBudget | None = None) -> PngHe
                 _ihdr(f.read(min(length, 13)), found)
             elif kind in TEXT_CHUNKS:
                 _read_text(f, kind, length, budget, found)
+            elif kind == b"eXIf" and found.exif is None:
+                budget.take(length, "the eXIf chunk")
+                found.exif = f.read(length)
     return found
 
 

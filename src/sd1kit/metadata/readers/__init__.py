@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from sd1kit.metadata.containers import Containers, read_containers
 from sd1kit.metadata.limits import load_json
 from sd1kit.metadata.picture import LoraRef, PictureInfo, as_number, text_number
-from sd1kit.metadata.readers import a1111, comfyui, drawthings, fooocus, invokeai, novelai, swarmui
+from sd1kit.metadata.readers import (a1111, comfyui, drawthings, fooocus, huggingface, invokeai, novelai,
+                                    ruinedfooocus, stabilitymatrix, swarmui)
 
-# order matters: JSON-carrying tools before the plain infotext reader that takes whatever text is left
-READERS = (("swarmui", swarmui.read), ("comfyui", comfyui.read), ("novelai", novelai.read),
-           ("invokeai", invokeai.read), ("fooocus", fooocus.read), ("drawthings", drawthings.read),
+# order matters: JSON-carrying tools before the plain infotext reader that takes whatever text is left; Stability
+# Matrix before ComfyUI (its pictures carry the ComfyUI graph it ran), RuinedFooocus and diffusers JSON before
+# Fooocus (whose reader takes JSON by its keys)
+READERS = (("swarmui", swarmui.read), ("stabilitymatrix", stabilitymatrix.read), ("comfyui", comfyui.read),
+           ("novelai", novelai.read), ("invokeai", invokeai.read), ("ruinedfooocus", ruinedfooocus.read),
+           ("diffusers", huggingface.read), ("fooocus", fooocus.read), ("drawthings", drawthings.read),
            ("a1111", a1111.read))
 MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, ArithmeticError)
 
@@ -35,7 +40,8 @@ def _lora(lora, warnings: list[str]) -> LoraRef | None:
         weights.append(as_number(value))
         if value is not None and weights[-1] is None:
             warnings.append(f"LoRA {lora.name[:40]}: weight {str(value)[:20]!r} is not a number; not read")
-    return LoraRef(lora.name, weights[0], lora.hash if isinstance(lora.hash, str) else None, weights[1])
+    return replace(lora, weight=weights[0], hash=lora.hash if isinstance(lora.hash, str) else None,
+                   te_weight=weights[1])  # a reader's subclass (Civitai's version ids) kept
 
 
 def checked(info: PictureInfo) -> PictureInfo:
@@ -90,6 +96,7 @@ def read_text(text: str, path: str | None = None) -> PictureInfo:
             data = None
         if isinstance(data, dict):
             key = "prompt" if any(isinstance(v, dict) and "class_type" in v for v in data.values()) \
+                else "workflow" if isinstance(data.get("nodes"), list) and "links" in data \
                 else "invokeai_metadata" if "positive_prompt" in data else "parameters"
             found.texts[key] = text
             return read_found(found)
