@@ -12,16 +12,16 @@ import os
 import sys
 import traceback
 
-from sd1kit.cli import batch, dev, generate, get, info, inspect, lora, merge, models, prompt, qr, serve
+from sd1kit.cli import batch, dev, generate, get, info, inspect, lora, merge, models, prompt, qr, serve, upscale
 from sd1kit.cli.common import IntermixedParser, _error, add_subcommands
 from sd1kit.cli.dev import DEMO_PROMPTS
 from sd1kit.errors import Sd1kitError, os_error
 
 __all__ = ["DEMO_PROMPTS", "build_parser", "main"]
 
-# in the order `sd1kit --help` lists them: inspect and convert, prompt, generate, info, lora, merge, models, get and
-# install, qr, serve, batch, demo and dev
-COMMANDS = (inspect, prompt, generate, info, lora, merge, models, get, qr, serve, batch, dev)
+# in the order `sd1kit --help` lists them: inspect and convert, prompt, generate, info, upscale, lora, merge, models,
+# get and install, qr, serve, batch, demo and dev
+COMMANDS = (inspect, prompt, generate, info, upscale, lora, merge, models, get, qr, serve, batch, dev)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,6 +77,7 @@ def _resources(args, fields: dict | None, model_path) -> dict:
         out["lora_dir"] = models_lora_dir(root)
     if root:
         out["hypernetwork_dir"] = str(hypernetwork_folder(root))
+        out["upscaler_models_dir"] = str(root)
     return out
 
 

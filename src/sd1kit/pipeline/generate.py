@@ -224,7 +224,8 @@ def _hires_source(p: GenerationPlan, latents: torch.Tensor) -> _Source:
     else:
         pictures, _ = images.decode(model.modules.vae, latents, model.latent_scale)
         init = torch.cat([images.encode(model.modules.vae, pic, model.latent_scale)
-                          for pic in hires.upscale_pictures(pictures, upscaler, tw, th)])
+                          for pic in hires.upscale_pictures(pictures, upscaler, tw, th, p.hires.upscaler_file,
+                                                            p.hires.upscaler_tiles, str(model.device))])
     src = _Source(latent=init)
     if model.modules.unet_config.in_channels == 9:  # inpainting checkpoints see "paint everything" at the new size
         src.image_cond = inpaint.model_conditioning(model.modules.vae, None, None, tw, th, model.latent_scale)

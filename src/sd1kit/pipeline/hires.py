@@ -1,4 +1,6 @@
-"""Hires fix's upscale between the two passes (A1111 `processing.py` / `shared.latent_upscale_modes`)."""
+"""Hires fix's upscale between the two passes (A1111 `processing.py` / `shared.latent_upscale_modes`): in latent
+space, by resampling the decoded picture, or by a model upscaler of the models folder (`sd1kit.upscalers`), as
+A1111's `images.resize_image(0, ...)` runs one: by the larger of the two side ratios, then Lanczos to the size."""
 
 from __future__ import annotations
 
@@ -32,10 +34,18 @@ def target_size(width: int, height: int, scale: float, resize: tuple[int, int] |
     return int(width * scale), int(height * scale)
 
 
-def check_upscaler(name: str) -> None:
-    if name not in LATENT_UPSCALERS and name not in PIXEL_UPSCALERS:
+def check_upscaler(name: str, models_dir: str | None = None):
+    """None for a latent or resampling upscaler, else the installed model upscaler (`upscalers.UpscalerFile`);
+    one line naming the file and the folder to put it in when it is not installed."""
+    if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS:
+        return None
+    from sd1kit.upscalers import BUILTIN, find_upscaler
+
+    if not isinstance(name, str) or not name.strip() or (name not in BUILTIN and name.lower() in
+                                                          (n.lower() for n in (*LATENT_UPSCALERS, *PIXEL_UPSCALERS))):
         known = ", ".join([*LATENT_UPSCALERS, *PIXEL_UPSCALERS])
-        raise Sd1kitError("hires upscaler", f"unknown upscaler {name!r}; one of {known}")
+        raise Sd1kitError("hires upscaler", f"unknown upscaler {name!r}; one of {known}, or a model upscaler")
+    return find_upscaler(name, models_dir, "hires upscaler")
 
 
 def upscale_latents(latents: torch.Tensor, name: str, width: int, height: int) -> torch.Tensor:
@@ -43,5 +53,18 @@ def upscale_latents(latents: torch.Tensor, name: str, width: int, height: int) -
     return F.interpolate(latents, size=(height // 8, width // 8), mode=mode, antialias=antialias)
 
 
-def upscale_pictures(pictures: list[Image.Image], name: str, width: int, height: int) -> list[Image.Image]:
-    return [p.resize((width, height), PIXEL_UPSCALERS[name]) for p in pictures]
+def upscale_pictures(pictures: list[Image.Image], name: str, width: int, height: int, model=None,
+                     tiles: tuple[int | None, int | None] = (None, None), device=None) -> list[Image.Image]:
+    """Each picture at width x height: resampled (`name` in PIXEL_UPSCALERS), or through the model upscaler `model`
+    (an UpscalerFile; `tiles` = tile, overlap) by max(width / w, height / h), then Lanczos to the size."""
+    if model is None:
+        return [p.resize((width, height), PIXEL_UPSCALERS[name]) for p in pictures]
+    from sd1kit.upscalers import upscale_with
+
+    out = []
+    for picture in pictures:
+        scale = max(width / picture.width, height / picture.height)
+        if scale > 1.0:
+            picture = upscale_with(picture, model, scale, *tiles, device=device)
+        out.append(picture if picture.size == (width, height) else picture.resize((width, height), Image.LANCZOS))
+    return out

@@ -367,8 +367,15 @@ OPTIONS: tuple[Option, ...] = (
            "second-pass steps (0: the first pass's)", bounds=(0, 150), mode="txt2img", when=_hires,
            written=lambda v, r, c: v or None, example=5, context={"enable_hr": True}),
     Option("hr_upscaler", str, "Latent", "Hires upscaler", "--hires-upscaler", "hr_upscaler",
-           '"Latent" (default), "Latent (bicubic antialiased)", ..., "Lanczos", "Nearest"', mode="txt2img",
+           '"Latent" (default), "Latent (bicubic antialiased)", ..., "Lanczos", "Nearest", or a model upscaler of the '
+           'models folder ("R-ESRGAN 4x+ Anime6B", "4x-UltraSharp": `sd1kit upscale --list`)', mode="txt2img",
            when=_hires, always=True, example="Lanczos", context={"enable_hr": True}),
+    Option("upscaler_tile", int, None, None, "--upscaler-tile", "override_settings.ESRGAN_tile",
+           "model upscalers' tile in pixels (A1111's ESRGAN_tile; default: the upscaler folder's A1111 default, 192, "
+           "ScuNET 256; 0: untiled); not in the infotext, as in A1111", bounds=(0, 4096), example=128),
+    Option("upscaler_tile_overlap", int, None, None, "--upscaler-tile-overlap",
+           "override_settings.ESRGAN_tile_overlap", "overlap of the model upscalers' tiles in pixels (A1111's "
+           "ESRGAN_tile_overlap; default 8); not in the infotext", bounds=(0, 512), example=16),
     Option("hr_sampler", str, None, "Hires sampler", "--hires-sampler", "hr_sampler_name",
            "second-pass sampler (default: the first's)", mode="txt2img", when=_hires,
            from_api=_or_none("Use same sampler"), example="Euler",
@@ -396,7 +403,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Inpaint", ("mask_blur", "invert_mask", "masked_content", "inpaint_full_res", "inpaint_padding",
                  "mask_weight")),
     ("Hires. fix", ("enable_hr", "hr_upscaler", "hr_scale", "hr_resize", "hr_steps", "hr_denoising_strength",
-                    "hr_sampler", "hr_schedule", "hr_prompt", "hr_negative_prompt")),
+                    "hr_sampler", "hr_schedule", "hr_prompt", "hr_negative_prompt", "upscaler_tile",
+                    "upscaler_tile_overlap")),
     ("Model", ("clip_skip", "prediction", "zero_terminal_snr", "cfg_rescale", "ensd", "rng", "emphasis")),
     ("Sampler parameters", ("eta", "s_noise", "s_min_uncond")),
     ("Speed", ("token_merging", "deepcache", "vae_decoder", "tiled_vae", "per_image")),

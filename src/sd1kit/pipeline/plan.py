@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sd1kit import __version__
 from sd1kit.errors import Sd1kitError
@@ -48,14 +49,19 @@ class Pass:
     denoise: float | None  # None: from noise
     init: str | None  # "picture" (img2img), "first pass" (hires), None
     upscaler: str | None = None
+    upscaler_file: Any = None  # hires by a model upscaler: its upscalers.UpscalerFile
+    upscaler_tiles: tuple = (None, None)  # its tile and overlap (None: the folder's A1111 defaults)
     masked: bool = False
 
     def as_json(self, old_timelines: bool = False) -> dict:
         schedule = prompt_schedule(self.prompt, self.prompt_steps, self.hires_steps, old_timelines)
-        return {"name": self.name, "sampler": self.sampler.name, "schedule_type": self.schedule.name,
-                "steps": self.steps, "size": list(self.size), "denoise": self.denoise, "init": self.init,
-                "upscaler": self.upscaler, "masked": self.masked, "prompt_schedule": [
-                    {"until_step": until, "text": text} for until, text in schedule]}
+        out = {"name": self.name, "sampler": self.sampler.name, "schedule_type": self.schedule.name,
+               "steps": self.steps, "size": list(self.size), "denoise": self.denoise, "init": self.init,
+               "upscaler": self.upscaler, "masked": self.masked, "prompt_schedule": [
+                   {"until_step": until, "text": text} for until, text in schedule]}
+        if self.upscaler_file is not None:
+            out["upscaler_file"] = str(self.upscaler_file.path)
+        return out
 
 
 @dataclass(frozen=True)
@@ -303,7 +309,7 @@ def _check_inputs(request: GenerationRequest) -> None:
     if request.mask_image is not None and request.init_image is None:
         raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
     if request.enable_hr:
-        hires.check_upscaler(request.hr_upscaler)
+        hires.check_upscaler(request.hr_upscaler, request.upscaler_models_dir)
 
 
 def _hires_pass(request: GenerationRequest, first: Pass) -> Pass:
@@ -316,7 +322,9 @@ def _hires_pass(request: GenerationRequest, first: Pass) -> Pass:
     tw, th = hires.target_size(*first.size, request.hr_scale, request.hr_resize)
     return Pass(name="hires", sampler=spec, schedule=sched, steps=steps, prompt=text, negative=negative,
                 prompt_steps=first.prompt_steps, hires_steps=_prompt_steps(steps, spec), size=(tw - tw % 8, th - th % 8),
-                denoise=request.hr_denoising_strength, init="first pass", upscaler=request.hr_upscaler)
+                denoise=request.hr_denoising_strength, init="first pass", upscaler=request.hr_upscaler,
+                upscaler_file=hires.check_upscaler(request.hr_upscaler, request.upscaler_models_dir),
+                upscaler_tiles=(request.upscaler_tile, request.upscaler_tile_overlap))
 
 
 def _with_vae(model: LoadedModel, request: GenerationRequest) -> tuple[LoadedModel, dict]:

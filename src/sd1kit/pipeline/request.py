@@ -17,6 +17,7 @@ class GenerationRequest:
     lora_hashes: dict = field(default_factory=dict)  # name -> short hash (from a picture's "Lora hashes")
     hypernetwork_dir: str | None = None  # `<hypernet:...>` files; None = $SD1KIT_HOME/models/hypernetworks
     hypernet_hashes: dict = field(default_factory=dict)  # name -> hash ("Hypernetwork hashes", old "Hypernet hash")
+    upscaler_models_dir: str | None = None  # holds ESRGAN/, RealESRGAN/ ... (upscalers); None = $SD1KIT_HOME/models
     sampler: str = "Euler a"
     schedule: str = "Automatic"
     steps: int = 20
@@ -41,6 +42,8 @@ class GenerationRequest:
     init_image: Path | None = None  # img2img
     denoising_strength: float = 0.75
     emphasis: str = "original"
+    upscaler_tile: int | None = None  # model upscalers' tile (None: the folder's A1111 default; 0: untiled)
+    upscaler_tile_overlap: int | None = None
     tiled_vae: bool = False  # decode in bands (exact: whole-picture GroupNorm statistics); on by itself past 1 MP
     token_merging: float = 0.0  # fast mode: ToMe ratio (A1111's "Token merging ratio"; tomesd as A1111 sets it)
     deepcache: int = 0  # fast mode: whole UNet every N calls, the shallow branch between (0/1: off)

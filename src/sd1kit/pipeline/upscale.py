@@ -1,5 +1,7 @@
 """A1111's "Extras" upscale (`scripts/postprocessing_upscale.py`, `modules/upscaler.py`): a picture upscaled by
 a factor or to a size (then centre-cropped to it, or not), by one upscaler, optionally blended with a second.
+An upscaler is a resampling one (Lanczos, Nearest) or a model upscaler of the models folder (ESRGAN, Real-ESRGAN,
+SwinIR, DAT ...: `sd1kit.upscalers`, tiled as A1111 tiles them).
 
 As A1111's `Upscaler.upscale` does: the target is the scaled size rounded down to a multiple of 8, the upscaler
 is run until the picture reaches it (once for the resampling upscalers), and a last Lanczos resize lands it
@@ -14,8 +16,9 @@ from PIL import Image
 from sd1kit.errors import Sd1kitError
 from sd1kit.pipeline.hires import PIXEL_UPSCALERS
 
-UPSCALERS = ("None", *PIXEL_UPSCALERS)  # A1111's /sdapi/v1/upscalers names that sd1kit has
+UPSCALERS = ("None", *PIXEL_UPSCALERS)  # the resampling ones; model upscalers are the installed files
 MAX_OUTPUT_PIXELS = 16 << 20
+MAX_TEXT = 64 << 10  # a picture's text chunk kept in the output
 MAX_OUTPUT_SIDE = 8192
 
 
@@ -29,13 +32,26 @@ class Upscale:
     crop: bool = True  # with `to`: centre-crop to it
     second: str = "None"
     second_visibility: float = 0.0
+    models_dir: str | None = None  # where the model upscalers' folders are (None: $SD1KIT_HOME/models)
+    tile: int | None = None  # model upscalers' tile and overlap (None: A1111's defaults for the folder)
+    overlap: int | None = None
+
+    def model(self, name: str, what: str = "upscaler_1"):
+        """None for a resampling upscaler, else the installed model upscaler called `name` (one line when it is
+        not installed, naming the file and folder)."""
+        if name in UPSCALERS:
+            return None
+        from sd1kit.pipeline.hires import LATENT_UPSCALERS
+        from sd1kit.upscalers import find_upscaler
+
+        if name in LATENT_UPSCALERS:
+            raise Sd1kitError(what, f"{name!r} is a latent upscaler, for the hires pass only")
+        return find_upscaler(name, self.models_dir, what)
 
     def check(self, image: Image.Image | None = None) -> None:
         """Names and bounds; with `image`, its output size too (before any work)."""
         for what, name in (("upscaler_1", self.upscaler), ("upscaler_2", self.second)):
-            if name not in UPSCALERS:
-                raise Sd1kitError(what, f"{name!r} is not one of {', '.join(UPSCALERS)} (latent upscalers are for "
-                                        "the hires pass)")
+            self.model(name, what)
         if self.to is None and not 1.0 <= self.by <= 8.0:
             raise Sd1kitError("upscaling_resize", f"must be between 1 and 8, not {self.by:g}")
         if self.to is not None and not all(64 <= side <= MAX_OUTPUT_SIDE for side in self.to):
@@ -77,8 +93,14 @@ class Upscale:
         return out
 
 
-def upscale_by(image: Image.Image, name: str, scale: float) -> Image.Image:
-    """A1111's `Upscaler.upscale` for a resampling upscaler."""
+def upscale_by(image: Image.Image, name: str, scale: float, spec: Upscale | None = None) -> Image.Image:
+    """A1111's `Upscaler.upscale`: for a resampling upscaler here, for a model upscaler (of `spec`'s models
+    folder, with its tiles) by `upscalers.upscale_with`."""
+    model = spec.model(name) if spec is not None else None
+    if model is not None:
+        from sd1kit.upscalers import upscale_with
+
+        return upscale_with(image, model, scale, spec.tile, spec.overlap)
     dest = int(image.width * scale // 8 * 8), int(image.height * scale // 8 * 8)
     if image.width < dest[0] or image.height < dest[1]:
         image = image.resize((int(image.width * scale), int(image.height * scale)), PIXEL_UPSCALERS[name])
@@ -94,11 +116,21 @@ def run_upscale(image: Image.Image, spec: Upscale) -> Image.Image:
         return image
     image = image.convert("RGB")
     scale = spec.scale(image)
-    out = upscale_by(image, spec.upscaler, scale)
+    out = upscale_by(image, spec.upscaler, scale, spec)
     if spec.second != "None" and spec.second_visibility > 0:
-        out = Image.blend(out, upscale_by(image, spec.second, scale), spec.second_visibility)
+        out = Image.blend(out, upscale_by(image, spec.second, scale, spec), spec.second_visibility)
     if spec.to is not None and spec.crop:
         cropped = Image.new("RGB", spec.to)
         cropped.paste(out, box=(spec.to[0] // 2 - out.width // 2, spec.to[1] // 2 - out.height // 2))
         out = cropped
     return out
+
+
+def kept_texts(image: Image.Image, spec: Upscale) -> dict[str, str]:
+    """The text chunks an Extras output keeps, as A1111 keeps them: the picture's own (each under 64 KiB), and the
+    upscale named in a "postprocessing" one."""
+    texts = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str) and len(v) < MAX_TEXT}
+    info = ", ".join(f"{k}: {v}" for k, v in spec.info().items())
+    if info:
+        texts["postprocessing"] = info
+    return texts

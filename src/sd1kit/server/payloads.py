@@ -241,15 +241,19 @@ class ExtrasRequest(BaseModel):
     extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
     upscale_first: bool = False
 
-    def upscale(self):
+    def upscale(self, models_dir=None, settings: dict | None = None):
+        """The Upscale spec; `models_dir` holds the model upscalers, `settings` the stored options (ESRGAN_tile,
+        ESRGAN_tile_overlap)."""
         from sd1kit.pipeline.upscale import Upscale
 
         for name in ("gfpgan_visibility", "codeformer_visibility"):
             if getattr(self, name) > 0:
                 raise Sd1kitError(name, "face restoration is not available in sd1kit")
         to = (self.upscaling_resize_w, self.upscaling_resize_h) if self.resize_mode == 1 else None
+        settings = settings or {}
         return Upscale(self.upscaler_1, self.upscaling_resize, to, self.upscaling_crop, self.upscaler_2,
-                       self.extras_upscaler_2_visibility)
+                       self.extras_upscaler_2_visibility, str(models_dir) if models_dir else None,
+                       settings.get("ESRGAN_tile"), settings.get("ESRGAN_tile_overlap"))
 
 
 class ExtrasSingleImageRequest(ExtrasRequest):

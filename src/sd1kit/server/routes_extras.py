@@ -20,7 +20,6 @@ from sd1kit.server.routes_generate import released
 from sd1kit.server.state import State
 
 router = APIRouter()
-MAX_TEXT = 64 << 10  # a kept text chunk
 
 
 def html_info(text: str) -> str:
@@ -29,19 +28,16 @@ def html_info(text: str) -> str:
 
 
 def _upscaled(image: Image.Image, spec) -> tuple[str, str]:
-    from sd1kit.pipeline.upscale import run_upscale
+    from sd1kit.pipeline.upscale import kept_texts, run_upscale
 
     out = run_upscale(image, spec)
-    info = ", ".join(f"{k}: {v}" for k, v in spec.info().items())
-    texts = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str) and len(v) < MAX_TEXT}
-    if info:
-        texts["postprocessing"] = info
-    return encode_png(out, texts=texts), info
+    texts = kept_texts(image, spec)
+    return encode_png(out, texts=texts), texts.get("postprocessing", "")
 
 
 @router.post("/sdapi/v1/extra-single-image")
 async def extra_single_image(body: ExtrasSingleImageRequest, state: State):
-    spec = body.upscale()
+    spec = body.upscale(state.config.models_dir, state.options)
     spec.check()
     state.jobs.check_room()
     image = await asyncio.to_thread(decode_image, body.image, "image")
@@ -55,7 +51,7 @@ async def extra_single_image(body: ExtrasSingleImageRequest, state: State):
 
 @router.post("/sdapi/v1/extra-batch-images")
 async def extra_batch_images(body: ExtrasBatchImagesRequest, state: State):
-    spec = body.upscale()
+    spec = body.upscale(state.config.models_dir, state.options)
     spec.check()
     state.jobs.check_room()
 

@@ -17,6 +17,7 @@ from sd1kit.server.a1111 import (
     PROMPTS, control_units, encode_png, generation_request, generation_response, payload_images, script_warnings)
 from sd1kit.adapters.hypernetwork import hypernetwork_folder
 from sd1kit.adapters.library import models_lora_dir
+from sd1kit.install.place import models_root
 from sd1kit.server.payloads import Img2ImgPayload, JobRequest, Txt2ImgPayload, validated
 from sd1kit.server.state import ServerState, State, find_checkpoint, safe_name
 
@@ -97,6 +98,7 @@ class GenerationJob:
                                 init_image=self.images.get("init"), mask_image=self.images.get("mask"),
                                 controlnets=self.units, lora_dir=models_lora_dir(state.config.models_dir),
                                 hypernetwork_dir=str(hypernetwork_folder(state.config.models_dir)),
+                                upscaler_models_dir=str(models_root(state.config.models_dir)),
                                 embeddings_dir=str(folder) if folder else None)
         _check_prompt_names(state, request)
         return request, warnings + script_warnings(payload)

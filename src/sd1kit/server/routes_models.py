@@ -85,11 +85,17 @@ async def schedulers():
 
 
 @router.get("/sdapi/v1/upscalers")
-async def upscalers():
-    """A1111's picture upscalers (the latent ones are /sdapi/v1/latent-upscale-modes, as in A1111)."""
+async def upscalers(state: State):
+    """A1111's picture upscalers (the latent ones are /sdapi/v1/latent-upscale-modes, as in A1111): None, Lanczos,
+    Nearest, then the model upscalers installed in the models folder's ESRGAN/, RealESRGAN/, SwinIR/, DAT/ ...,
+    named as A1111 names them."""
     from sd1kit.pipeline.upscale import UPSCALERS
+    from sd1kit.upscalers import KINDS, installed_upscalers
 
-    return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for n in UPSCALERS]
+    listed = [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for n in UPSCALERS]
+    models = installed_upscalers(state.config.models_dir)
+    return listed + [{"name": u.name, "model_name": KINDS[u.folder].model_name or u.name, "model_path": str(u.path),
+                      "model_url": None, "scale": u.listed_scale} for u in models]
 
 
 def option_defaults() -> dict:
