@@ -86,7 +86,10 @@ async def refresh_lists():
 @router.post("/sdapi/v1/unload-checkpoint")
 async def unload_checkpoint(state: State):
     def unload(job):
+        from sd1kit.upscalers import forget_loaded
+
         state.loaded = None
+        forget_loaded()  # the model upscaler kept from the last hires / Extras job, too
         return None
     await state.run("unload", unload)
     return None
