@@ -3,7 +3,7 @@
 hires fix and Extras do, tiled as A1111 tiles it (ESRGAN_tile 192, overlap 8) against untiled (A1111's tile 0),
 measured in the same run, each in its own process: wall time, peak RSS, and how far the two pictures differ.
 
-    .venv/bin/python bench/upscale.py [--size 256] [--threads 2]
+    .venv/bin/python bench/upscale.py [--size 512] [--threads 2]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _cpu() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=256, help="the picture's side (default 256)")
+    parser.add_argument("--size", type=int, default=512, help="the picture's side (default 512)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import numpy as np
