@@ -33,21 +33,12 @@ def _spec(args):
 
 
 def _write(picture, texts: dict, folder: Path, stem: str) -> Path:
-    from PIL import PngImagePlugin
-
     from sd1kit.formats.atomic import atomic_path
-    from sd1kit.pipeline.save import next_index
+    from sd1kit.pipeline.save import numbered_path, png_info
 
-    folder.mkdir(parents=True, exist_ok=True)
-    index = next_index(folder)
-    while (folder / f"{index:05d}-{stem}.png").exists():
-        index += 1
-    path = folder / f"{index:05d}-{stem}.png"
-    info = PngImagePlugin.PngInfo()
-    for key, value in texts.items():
-        info.add_text(key, value)
+    path = numbered_path(folder, stem, "png")
     with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG", pnginfo=info)
+        picture.save(tmp, format="PNG", pnginfo=png_info(texts))
     return path
 
 
@@ -65,8 +56,7 @@ def _cmd_upscale(args) -> int:
         if not Path(source).is_file():
             raise Sd1kitError(source, "no such file")
         image = open_picture(source, "RGB", "picture")
-        spec.check(image)
-        out = run_upscale(image, spec)
+        out = run_upscale(image, spec)  # checks the output's size before any work
         path = _write(out, kept_texts(image, spec), Path(args.out), Path(source).stem[:80])
         print(f"wrote {path} ({image.width}x{image.height} -> {out.width}x{out.height}, {spec.upscaler})")
     return 0

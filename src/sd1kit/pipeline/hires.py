@@ -39,10 +39,10 @@ def check_upscaler(name: str, models_dir: str | None = None):
     one line naming the file and the folder to put it in when it is not installed."""
     if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS:
         return None
-    from sd1kit.upscalers import BUILTIN, find_upscaler
+    from sd1kit.upscalers import find_upscaler
 
-    if not isinstance(name, str) or not name.strip() or (name not in BUILTIN and name.lower() in
-                                                          (n.lower() for n in (*LATENT_UPSCALERS, *PIXEL_UPSCALERS))):
+    known_lower = {n.lower() for n in (*LATENT_UPSCALERS, *PIXEL_UPSCALERS)}
+    if not isinstance(name, str) or not name.strip() or name.lower() in known_lower:  # "latent": a misspelling
         known = ", ".join([*LATENT_UPSCALERS, *PIXEL_UPSCALERS])
         raise Sd1kitError("hires upscaler", f"unknown upscaler {name!r}; one of {known}, or a model upscaler")
     return find_upscaler(name, models_dir, "hires upscaler")

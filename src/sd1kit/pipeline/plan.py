@@ -308,8 +308,6 @@ def _check_inputs(request: GenerationRequest) -> None:
             raise Sd1kitError(value, f"no such file (the {what})")
     if request.mask_image is not None and request.init_image is None:
         raise Sd1kitError("mask", "a mask needs an init image (--init) to paint into")
-    if request.enable_hr:
-        hires.check_upscaler(request.hr_upscaler, request.upscaler_models_dir)
 
 
 def _hires_pass(request: GenerationRequest, first: Pass) -> Pass:

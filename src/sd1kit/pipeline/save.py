@@ -32,25 +32,30 @@ def save_image(image: Image.Image, infotext: str, folder: Path, seed: int, promp
     """PNG with a `parameters` text chunk, or JPEG/WebP with the infotext in EXIF UserComment (as A1111)."""
     from sd1kit.metadata.exif import exif_with_comment
 
-    folder.mkdir(parents=True, exist_ok=True)
     words = prompt_words(prompt)
-    index = next_index(folder)
-    while True:
-        path = folder / (f"{index:05d}-{seed}" + (f"-{words}" if words else "") + f".{fmt}")
-        if not path.exists():
-            break
-        index += 1
+    path = numbered_path(folder, f"{seed}" + (f"-{words}" if words else ""), fmt)
     with atomic_path(path) as tmp:
         if fmt == "png":
-            image.save(tmp, format="PNG", pnginfo=_png_info(infotext))
+            image.save(tmp, format="PNG", pnginfo=png_info({"parameters": infotext}))
         else:
             image.save(tmp, format=FORMATS[fmt], exif=exif_with_comment(infotext), quality=95)
     return path
 
 
-def _png_info(infotext: str) -> PngImagePlugin.PngInfo:
+def numbered_path(folder: Path, name: str, fmt: str) -> Path:
+    """folder/NNNNN-name.fmt under the next number no file has (the folder made if need be)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = next_index(folder)
+    while (folder / f"{index:05d}-{name}.{fmt}").exists():
+        index += 1
+    return folder / f"{index:05d}-{name}.{fmt}"
+
+
+def png_info(texts: dict[str, str]) -> PngImagePlugin.PngInfo:
+    """PNG text chunks: tEXt when Latin-1 encodable, else iTXt (as Pillow and A1111)."""
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)  # tEXt when Latin-1 encodable, else iTXt (as Pillow and A1111)
+    for key, value in texts.items():
+        info.add_text(key, value)
     return info
 
 
@@ -59,7 +64,7 @@ def png_bytes(image: Image.Image, infotext: str) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=_png_info(infotext))
+    image.save(buffer, format="PNG", pnginfo=png_info({"parameters": infotext}))
     return buffer.getvalue()
 
 

@@ -18,8 +18,8 @@ from sd1kit.pipeline.hires import PIXEL_UPSCALERS
 
 UPSCALERS = ("None", *PIXEL_UPSCALERS)  # the resampling ones; model upscalers are the installed files
 MAX_OUTPUT_PIXELS = 16 << 20
-MAX_TEXT = 64 << 10  # a picture's text chunk kept in the output
 MAX_OUTPUT_SIDE = 8192
+MAX_TEXT = 64 << 10  # a picture's text chunk kept in the output
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,11 @@ class Upscale:
             raise Sd1kitError(what, f"{name!r} is a latent upscaler, for the hires pass only")
         return find_upscaler(name, self.models_dir, what)
 
-    def check(self, image: Image.Image | None = None) -> None:
-        """Names and bounds; with `image`, its output size too (before any work)."""
-        for what, name in (("upscaler_1", self.upscaler), ("upscaler_2", self.second)):
-            self.model(name, what)
+    def check(self, image: Image.Image | None = None) -> tuple:
+        """Names and bounds; with `image`, its output size too (before any work). Returns the two upscalers'
+        model files (None for a resampling one), found once."""
+        models = tuple(self.model(name, what) for what, name in (("upscaler_1", self.upscaler),
+                                                                 ("upscaler_2", self.second)))
         if self.to is None and not 1.0 <= self.by <= 8.0:
             raise Sd1kitError("upscaling_resize", f"must be between 1 and 8, not {self.by:g}")
         if self.to is not None and not all(64 <= side <= MAX_OUTPUT_SIDE for side in self.to):
@@ -60,7 +61,7 @@ class Upscale:
             raise Sd1kitError("extras_upscaler_2_visibility",
                               f"must be between 0 and 1, not {self.second_visibility:g}")
         if image is None or self.upscaler == "None":
-            return
+            return models
         k = self.scale(image)  # the upscaler's own output (before a crop) and the landed size, both bounded
         for w, h in ((int(image.width * k), int(image.height * k)), self.output_size(image)):
             if w * h > MAX_OUTPUT_PIXELS or max(w, h) > MAX_OUTPUT_SIDE:
@@ -68,6 +69,7 @@ class Upscale:
                                              "a side")
             if min(w, h) < 8:
                 raise Sd1kitError("upscale", f"{w}x{h}: a side under 8 pixels")
+        return models
 
     def scale(self, image: Image.Image) -> float:
         if self.to is None:
@@ -93,14 +95,13 @@ class Upscale:
         return out
 
 
-def upscale_by(image: Image.Image, name: str, scale: float, spec: Upscale | None = None) -> Image.Image:
-    """A1111's `Upscaler.upscale`: for a resampling upscaler here, for a model upscaler (of `spec`'s models
-    folder, with its tiles) by `upscalers.upscale_with`."""
-    model = spec.model(name) if spec is not None else None
+def upscale_by(image: Image.Image, name: str, scale: float, model=None, tiles: tuple = (None, None)) -> Image.Image:
+    """A1111's `Upscaler.upscale`: for a resampling upscaler here, for a model upscaler (`model`, an
+    upscalers.UpscalerFile; `tiles` = its tile and overlap) by `upscalers.upscale_with`."""
     if model is not None:
         from sd1kit.upscalers import upscale_with
 
-        return upscale_with(image, model, scale, spec.tile, spec.overlap)
+        return upscale_with(image, model, scale, *tiles)
     dest = int(image.width * scale // 8 * 8), int(image.height * scale // 8 * 8)
     if image.width < dest[0] or image.height < dest[1]:
         image = image.resize((int(image.width * scale), int(image.height * scale)), PIXEL_UPSCALERS[name])
@@ -111,14 +112,14 @@ def upscale_by(image: Image.Image, name: str, scale: float, spec: Upscale | None
 
 def run_upscale(image: Image.Image, spec: Upscale) -> Image.Image:
     """`image` upscaled as `spec` asks (checked first, output bounded before any work)."""
-    spec.check(image)
+    first, second = spec.check(image)
     if spec.upscaler == "None":
         return image
     image = image.convert("RGB")
-    scale = spec.scale(image)
-    out = upscale_by(image, spec.upscaler, scale, spec)
+    scale, tiles = spec.scale(image), (spec.tile, spec.overlap)
+    out = upscale_by(image, spec.upscaler, scale, first, tiles)
     if spec.second != "None" and spec.second_visibility > 0:
-        out = Image.blend(out, upscale_by(image, spec.second, scale, spec), spec.second_visibility)
+        out = Image.blend(out, upscale_by(image, spec.second, scale, second, tiles), spec.second_visibility)
     if spec.to is not None and spec.crop:
         cropped = Image.new("RGB", spec.to)
         cropped.paste(out, box=(spec.to[0] // 2 - out.width // 2, spec.to[1] // 2 - out.height // 2))

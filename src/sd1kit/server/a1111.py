@@ -8,10 +8,11 @@ import binascii
 import io
 import json
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from sd1kit.errors import Sd1kitError
 from sd1kit.pipeline.request import GenerationRequest
+from sd1kit.pipeline.save import png_info
 
 MAX_SIDE = 2048
 MAX_PIXELS = 16 << 20  # a decoded input image
@@ -40,11 +41,9 @@ def decode_image(data: str, what: str) -> Image.Image:
 
 def encode_png(image: Image.Image, infotext: str | None = None, texts: dict | None = None) -> str:
     """A base64 PNG with its infotext as the "parameters" text chunk (and any other `texts`)."""
-    info = PngImagePlugin.PngInfo()
-    for key, value in {**(texts or {}), **({"parameters": infotext} if infotext else {})}.items():
-        info.add_text(key, value)
+    chunks = {**(texts or {}), **({"parameters": infotext} if infotext else {})}
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
+    image.save(buffer, format="PNG", pnginfo=png_info(chunks))
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
