@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from sd1kit.errors import BadFileError, Sd1kitError
+from sd1kit.install.place import files_under, models_root
 
 SUFFIXES = (".pt",)  # A1111 lists models/hypernetworks/**/*.pt
 FOLDER = "hypernetworks"
@@ -167,16 +168,11 @@ def load_hypernetwork(path: str | os.PathLike) -> Hypernetwork:
 
 def hypernetwork_folder(root: str | os.PathLike | None = None) -> Path:
     """models/hypernetworks of `root` (an A1111 models folder), else of $SD1KIT_HOME/models."""
-    base = Path(root) if root else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
-    return base / FOLDER
+    return models_root(root) / FOLDER
 
 
 def hypernetwork_files(folder: str | os.PathLike | None) -> list[Path]:
-    folder = Path(folder) if folder else hypernetwork_folder()
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES),
-                  key=lambda p: str(p).lower())
+    return files_under(Path(folder) if folder else hypernetwork_folder(), SUFFIXES)
 
 
 def short_hash(path: Path) -> str:

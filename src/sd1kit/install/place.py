@@ -18,6 +18,15 @@ def models_root(models_dir: str | os.PathLike | None = None) -> Path:
     return Path(models_dir) if models_dir else Path(os.environ.get("SD1KIT_HOME", ".")) / "models"
 
 
+def files_under(folder: Path, suffixes) -> list[Path]:
+    """The files in `folder` and its subfolders whose suffix is one of `suffixes` (lower case), sorted without
+    regard to case; none when there is no such folder."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()),
+                  key=lambda p: str(p).lower())
+
+
 def folder_for(kind: str, root: Path) -> Path:
     """The A1111 folder of a kind; textual inversions live in embeddings/ beside models/, as in A1111."""
     if kind not in FOLDERS:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sd1kit.errors import Sd1kitError
-from sd1kit.install.place import models_root
+from sd1kit.install.place import files_under, models_root
 
 MODEL_FOLDERS: tuple[str, ...] = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "ScuNET")
 SUFFIXES = (".pth", ".pt", ".safetensors")  # A1111 reads .pt/.pth; .safetensors as Forge and ComfyUI do
@@ -93,19 +93,12 @@ def _builtin_for(folder: str, path: Path) -> str | None:
                  if where == folder and lower in (f.lower() for f in files)), None)
 
 
-def _files(root: Path, folder: str) -> list[Path]:
-    place = root / folder
-    if not place.is_dir():
-        return []
-    return sorted(p for p in place.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-
-
 def installed_upscalers(models_dir: str | os.PathLike | None = None) -> list[UpscalerFile]:
     """Every model upscaler file in the models folder's A1111 folders, named and sorted as A1111 lists them."""
     root = models_root(models_dir)
     found = []
     for folder in MODEL_FOLDERS:
-        for path in _files(root, folder):
+        for path in files_under(root / folder, SUFFIXES):
             builtin = _builtin_for(folder, path) if folder in LISTED_AS_BUILTIN else None
             found.append(UpscalerFile(builtin or path.stem, path, folder))
     return sorted(found, key=lambda u: u.name.lower())

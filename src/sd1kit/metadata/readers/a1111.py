@@ -11,6 +11,7 @@ from __future__ import annotations
 from sd1kit.metadata.containers import Containers
 from sd1kit.metadata.infotext import split_infotext
 from sd1kit.metadata.picture import PictureInfo, loras_from_prompt
+from sd1kit.metadata.readers import civitai
 from sd1kit.metadata.readers.names import a1111_sampler, a1111_schedule
 
 # where an infotext may be, in the order A1111 (and its stealth extension) looks
@@ -95,8 +96,6 @@ def from_infotext(text: str, path: str | None = None, source: str = "parameters"
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "Civitai metadata" in text:
-        from sd1kit.metadata.readers import civitai
-
         info.prompt, info.negative_prompt, params = civitai.split(text)
     else:
         info.prompt, info.negative_prompt, params = split_infotext(text)
@@ -106,8 +105,6 @@ def from_infotext(text: str, path: str | None = None, source: str = "parameters"
         comfy_sampler(info.parameters)
     info.loras = loras_from_prompt(info.prompt, info.parameters)
     if "Civitai resources" in info.parameters or "Civitai metadata" in info.parameters:
-        from sd1kit.metadata.readers import civitai
-
         civitai.apply(info)
     return info
 
