@@ -97,7 +97,7 @@ def open_picture(source, mode: str, what: str = "image") -> Image.Image:
     try:
         with Image.open(source) as im:
             return im.convert(mode)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise Sd1kitError(source, f"not a readable {what} ({e.__class__.__name__})") from None
 
 
